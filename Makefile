@@ -1,0 +1,16 @@
+# The two set-up commands of the README:
+#   make run    the whole DAG on the embedded default setting (Fashion-MNIST, CPU)
+#   make test   the test suite
+# Both create .venv from the pinned requirements and make sure Fashion-MNIST is on disk first.
+VENV ?= .venv
+CORES ?= 2
+
+.PHONY: run test setup
+run: setup
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+setup:
+	bash workflow/scripts/bootstrap.sh $(VENV)

@@ -1,0 +1,164 @@
+"""The `kdrepro` command line: train a run, list runs and targets, render a target, show status.
+
+Run it from the repository root (it reads config/ and workflow/schemas/ there), as Snakemake does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+DEFAULT_CONFIG = ["config/config.yaml"]
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """KEY=VALUE pairs (dotted keys, YAML values), like snakemake --config."""
+    out: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"kdrepro: --config takes KEY=VALUE, got {pair!r}")
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def registry_from(args):
+    from kdrepro import config as settings
+    from kdrepro.experiments import build_registry
+
+    return build_registry(settings.load(args.configfile or DEFAULT_CONFIG, _overrides(args.config)))
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"kdrepro: device {device} requested but CUDA is not available")
+    return device
+
+
+def cmd_train(args) -> None:
+    import torch
+
+    from kdrepro.engine import train_run
+    from kdrepro.graph import RunSpec
+
+    if args.spec_json:
+        spec = RunSpec.from_dict(json.loads(args.spec_json))
+        setting, device = args.setting, args.device or "cpu"
+    else:
+        registry = registry_from(args)
+        if args.run not in registry.runs:
+            close = [r for r in registry.runs if args.run in r][:10]
+            raise SystemExit(f"kdrepro: no run named {args.run!r}" + (f"; did you mean: {', '.join(close)}" if close else ""))
+        spec, setting = registry.runs[args.run], registry.setting
+        device = args.device or registry.config["device"]
+        missing = [d for d in spec.dependencies if not (registry.run_dir(d) / "checkpoint.pt").exists()]
+        if missing:
+            raise SystemExit(f"kdrepro: {spec.name} needs these runs first: {', '.join(missing)} (or use snakemake)")
+    torch.set_num_threads(args.threads)
+    runs_root = Path("results") / setting / "runs"
+    metrics = train_run(spec, runs_root / spec.name, runs_root, device=resolve_device(device), setting=setting,
+                        progress=False if args.no_progress else None)
+    print(json.dumps({k: metrics[k] for k in ("run", "final_test_acc", "best_test_acc", "wall_seconds")}))
+
+
+def cmd_list(args) -> None:
+    registry = registry_from(args)
+    if args.what == "runs":
+        for name, spec in registry.runs.items():
+            deps = f"  <- {', '.join(spec.dependencies)}" if spec.dependencies else ""
+            print(f"{name}{deps}")
+    else:
+        for paper, names in registry.papers().items():
+            print(f"{paper}: {' '.join(names)}")
+
+
+def cmd_render(args) -> None:
+    registry = registry_from(args)
+    names = args.target or list(registry.targets)
+    unknown = [n for n in names if n not in registry.targets]
+    if unknown:
+        raise SystemExit(f"kdrepro: unknown target {unknown[0]!r}; known: {', '.join(registry.targets)}")
+    for name in names:
+        registry.targets[name].render()
+        print("\n".join(registry.targets[name].outputs))
+
+
+def cmd_status(args) -> None:
+    import torch
+
+    registry = registry_from(args)
+    counts = {"done": 0, "partial": 0, "todo": 0}
+    for name in registry.runs:
+        if args.pattern and args.pattern not in name:
+            continue
+        run_dir = registry.run_dir(name)
+        if (run_dir / "metrics.json").exists():
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            state = f"done      best {metrics['best_test_acc']:.2f}  final {metrics['final_test_acc']:.2f}  {metrics['wall_seconds']:.0f}s"
+            counts["done"] += 1
+        elif (run_dir / "resume.pt").exists():
+            epoch = torch.load(run_dir / "resume.pt", weights_only=False)["state"]["epoch"]
+            state = f"partial   {epoch}/{registry.runs[name].epochs} epochs (resumes on the next run)"
+            counts["partial"] += 1
+        else:
+            state, counts["todo"] = "todo", counts["todo"] + 1
+        print(f"{name:60s} {state}")
+    print(", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kdrepro", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("--configfile", action="append", help="setting YAML/JSON (repeatable; default config/config.yaml)")
+        p.add_argument("--config", action="append", default=[], metavar="KEY=VALUE", help="override a setting key (dotted)")
+        return p
+
+    train = with_config(sub.add_parser("train", help="train one run by name"))
+    train.add_argument("run", nargs="?", help="run name (see `kdrepro list runs`)")
+    train.add_argument("--spec-json", help="the run spec itself (what the workflow passes)")
+    train.add_argument("--setting", default="default", help="setting name, with --spec-json")
+    train.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
+    train.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    train.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a bar")
+    train.set_defaults(func=cmd_train)
+
+    lister = with_config(sub.add_parser("list", help="list runs or targets"))
+    lister.add_argument("what", choices=["runs", "targets"])
+    lister.set_defaults(func=cmd_list)
+
+    render = with_config(sub.add_parser("render", help="render tables/figures/claims from finished runs"))
+    render.add_argument("target", nargs="*", help="target names (default: all)")
+    render.set_defaults(func=cmd_render)
+
+    status = with_config(sub.add_parser("status", help="show which runs are done, partial or to do"))
+    status.add_argument("pattern", nargs="?", help="only runs whose name contains this")
+    status.set_defaults(func=cmd_status)
+
+    args = parser.parse_args(argv)
+    if args.command == "train" and not (args.run or args.spec_json):
+        parser.error("train needs a run name or --spec-json")
+    from kdrepro.config import ConfigError
+    from kdrepro.graph import SpecError
+
+    try:
+        args.func(args)
+    except (ConfigError, SpecError, FileNotFoundError) as err:
+        raise SystemExit(f"kdrepro: {err}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,263 @@
+"""Train one knowledge-transfer graph: the whole hot path of every method in the package."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import kdrepro
+from kdrepro.data import DeviceData, load_dataset
+from kdrepro.engine.checkpoint import (
+    FORMAT,
+    load_checkpoint,
+    load_node_weights,
+    model_record,
+    save_json,
+    save_text,
+    save_torch,
+)
+from kdrepro.graph import LABELS, RunSpec
+from kdrepro.losses import GATES, LOSSES
+from kdrepro.models import create_model
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, for example); the message names the run and the edge."""
+
+
+def load_data(spec: RunSpec, device: str) -> DeviceData:
+    d = spec.data
+    train, test, info = load_dataset(d.dataset, d.root, download=d.download)
+    return DeviceData(
+        train, test, info, device=device, normalization=d.normalization, pad_to=d.pad_to,
+        crop_padding=d.crop_padding, flip=d.flip, train_subset=d.train_subset,
+        test_subset=d.test_subset, validation=d.validation,
+    )
+
+
+def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) -> dict[str, nn.Module]:
+    """Trainable nodes start from weights fixed by (seed, position), so compared methods share them."""
+    models: dict[str, nn.Module] = {}
+    trainable_index = 0
+    for node in spec.nodes:
+        if node.trainable:
+            torch.manual_seed(spec.seed * 1000 + trainable_index)
+            trainable_index += 1
+        model = create_model(node.arch, data.num_classes, data.in_channels, **node.options)
+        source = node.frozen_from or node.init_from
+        if source:
+            name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
+            model.load_state_dict(load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes))
+        if not node.trainable:
+            model.requires_grad_(False).eval()
+        models[node.name] = model.to(device)
+    return models
+
+
+def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]):
+    trainable = [p for n in spec.nodes if n.trainable for p in models[n.name].parameters()]
+    o = spec.optimizer
+    optimizer = torch.optim.SGD(
+        trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, foreach=True
+    )
+    gamma = spec.schedule.gamma if spec.schedule.kind != "constant" else 1.0
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, spec.scaled_milestones(), gamma=gamma)
+    return optimizer, scheduler
+
+
+def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
+                progress: float) -> list[torch.Tensor]:
+    """Every edge's gated loss. Sources are detached, so each loss trains only its target node."""
+    outputs: dict[str, torch.Tensor] = {}
+    for node in spec.nodes:
+        with torch.set_grad_enabled(node.trainable):
+            outputs[node.name] = models[node.name](images)
+    losses = []
+    for edge in spec.edges:
+        source = None if edge.source == LABELS else outputs[edge.source].detach()
+        per_sample = LOSSES[edge.loss](source, outputs[edge.target], labels, **edge.options)
+        gate = GATES[edge.gate](source, labels, progress)
+        losses.append(edge.weight * (gate * per_sample).mean())
+    return losses
+
+
+@torch.inference_mode()
+def accuracy(model: nn.Module, data: DeviceData, split: str) -> float:
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    for images, labels in data.eval_batches(split):
+        correct += (model(images).argmax(1) == labels).sum()
+        total += len(labels)
+    model.train(was_training)
+    return 100.0 * float(correct) / total
+
+
+def train_run(
+    spec: RunSpec, run_dir: Path, runs_root: Path, *, device: str = "cpu", setting: str = "", progress: bool | None = None
+) -> dict[str, Any]:
+    """Train `spec`, resuming from run_dir/resume.pt if a killed attempt left one; return the metrics."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = load_data(spec, device)
+    models = build_models(spec, data, runs_root, device)
+    optimizer, scheduler = make_optimizer(spec, models)
+    trainable = [n.name for n in spec.nodes if n.trainable]
+    generator = torch.Generator().manual_seed(spec.seed)
+    frozen_acc = {n.name: accuracy(models[n.name], data, "test") for n in spec.nodes if not n.trainable}
+    state = {"epoch": 0, "rows": [], "wall": 0.0, "snapshots": {}}
+    resume_path = run_dir / "resume.pt"
+    if resume_path.exists():
+        state = resume(resume_path, spec, models, optimizer, scheduler, generator)
+    steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
+    total_steps = spec.epochs * steps_per_epoch
+    started = time.perf_counter() - state["wall"]
+    bar = Progress(spec, state["epoch"], progress)
+    for epoch in range(state["epoch"] + 1, spec.epochs + 1):
+        for name in trainable:
+            models[name].train()
+        sums = torch.zeros(len(spec.edges) + 1, device=device)
+        for step, (images, labels) in enumerate(data.train_batches(spec.batch_size, generator)):
+            progress_frac = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
+            losses = edge_losses(spec, models, images, labels, progress_frac)
+            total = torch.stack(losses).sum()
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            sums += torch.stack([*losses, total]).detach() * len(labels)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        losses_mean = (sums / data.n_train).tolist()  # the one host sync of the epoch
+        if not math.isfinite(losses_mean[-1]):
+            bad = [e.label for e, v in zip(spec.edges, losses_mean) if not math.isfinite(v)]
+            raise TrainingError(f"run {spec.name}: loss is not finite at epoch {epoch} (edges {bad})")
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr, "loss": losses_mean[-1]}
+        row.update({f"loss[{e.label}]": v for e, v in zip(spec.edges, losses_mean)})
+        for name in trainable:
+            row[f"test_acc[{name}]"] = accuracy(models[name], data, "test")
+            if data.n_val:
+                row[f"val_acc[{name}]"] = accuracy(models[name], data, "val")
+        row["seconds"] = time.perf_counter() - started
+        state["rows"].append(row)
+        if epoch in spec.save_epochs:
+            save_torch(checkpoint(spec, models, epoch, data.num_classes), run_dir / f"epoch{epoch:03d}.pt")
+            state["snapshots"][epoch] = row[f"test_acc[{spec.eval_node}]"]
+        save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
+        state.update(epoch=epoch, wall=row["seconds"])
+        save_torch(resume_state(state, spec, models, optimizer, scheduler, generator), resume_path)
+        bar.update(row, spec.eval_node)
+    bar.close()
+    metrics = summarise(spec, state, frozen_acc, models, setting, device)
+    save_torch(checkpoint(spec, models, spec.epochs, data.num_classes), run_dir / "checkpoint.pt")
+    save_json(spec.to_dict(), run_dir / "spec.json")
+    save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
+    save_json(metrics, run_dir / "metrics.json")
+    resume_path.unlink(missing_ok=True)
+    return metrics
+
+
+def checkpoint(spec: RunSpec, models: dict[str, nn.Module], epoch: int, num_classes: int) -> dict[str, Any]:
+    records = {n.name: model_record(n.arch, n.options, num_classes, models[n.name]) for n in spec.nodes if n.trainable}
+    return {"format": FORMAT, "run": spec.name, "config_hash": spec.config_hash, "epoch": epoch,
+            "model": records[spec.eval_node], "nodes": records}
+
+
+def resume_state(state, spec, models, optimizer, scheduler, generator) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "config_hash": spec.config_hash,
+        "state": state,
+        "models": {name: m.state_dict() for name, m in models.items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def resume(path: Path, spec, models, optimizer, scheduler, generator) -> dict[str, Any]:
+    saved = load_checkpoint(path)
+    if saved["config_hash"] != spec.config_hash:
+        stale = path.with_name(f"resume-{saved['config_hash']}.stale.pt")
+        path.rename(stale)
+        print(f"[kdrepro] {path} belongs to another configuration; kept as {stale.name}, starting afresh", file=sys.stderr)
+        return {"epoch": 0, "rows": [], "wall": 0.0, "snapshots": {}}
+    for name, model in models.items():
+        model.load_state_dict(saved["models"][name])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved["cuda_rng"]:
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    print(f"[kdrepro] resuming {spec.name} after epoch {saved['state']['epoch']}", file=sys.stderr)
+    return saved["state"]
+
+
+def summarise(spec, state, frozen_acc, models, setting, device) -> dict[str, Any]:
+    rows = state["rows"]
+    key = f"test_acc[{spec.eval_node}]"
+    best = max(rows, key=lambda r: r[key])
+    metrics: dict[str, Any] = {
+        "run": spec.name,
+        "setting": setting,
+        "dataset": spec.data.dataset,
+        "seed": spec.seed,
+        "epochs": spec.epochs,
+        "eval_node": spec.eval_node,
+        "final_test_acc": rows[-1][key],
+        "best_test_acc": best[key],
+        "best_epoch": best["epoch"],
+        "node_test_acc": {k[9:-1]: v for k, v in rows[-1].items() if k.startswith("test_acc[")} | frozen_acc,
+        "params": {n.name: sum(p.numel() for p in models[n.name].parameters()) for n in spec.nodes},
+        "snapshot_test_acc": {str(k): v for k, v in state["snapshots"].items()},
+        "wall_seconds": state["wall"],
+        "device": device,
+        "package_version": kdrepro.__version__,
+        "torch_version": torch.__version__,
+        "config_hash": spec.config_hash,
+    }
+    val_key = f"val_acc[{spec.eval_node}]"
+    if val_key in rows[-1]:
+        best_val = max(rows, key=lambda r: r[val_key])
+        metrics.update(best_val_acc=best_val[val_key], test_acc_at_best_val=best_val[key], best_val_epoch=best_val["epoch"])
+    return metrics
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+class Progress:
+    """A tqdm bar on a terminal; one line per epoch in a log file."""
+
+    def __init__(self, spec: RunSpec, done: int, enabled: bool | None):
+        from tqdm import tqdm
+
+        self.interactive = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = tqdm(total=spec.epochs, initial=done, desc=spec.name, unit="epoch", disable=not self.interactive)
+        self.epochs = spec.epochs
+
+    def update(self, row: dict[str, Any], node: str) -> None:
+        acc = row[f"test_acc[{node}]"]
+        if self.interactive:
+            self.bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{acc:.2f}")
+            self.bar.update()
+        else:
+            print(f"epoch {row['epoch']}/{self.epochs} loss {row['loss']:.4f} test_acc {acc:.2f} "
+                  f"({row['seconds']:.1f}s)", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()

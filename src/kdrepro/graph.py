@@ -1,0 +1,200 @@
+"""Run specifications: every run is a knowledge-transfer graph.
+
+Nodes are networks (trained, or frozen and loaded from another run's checkpoint); edges carry
+a loss from a source node (or the label node) to a target node, weighted by a gate. A run spec
+is plain data: it round-trips through JSON and its hash names its configuration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+LABELS = "labels"  # the virtual source node that holds the ground truth
+
+
+class SpecError(ValueError):
+    """A run spec is inconsistent; the message names the run and the offending key."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    arch: str
+    options: dict[str, Any] = field(default_factory=dict)
+    frozen_from: str | None = None  # run whose checkpoint this frozen node loads
+    frozen_epoch: int | None = None  # load that run's snapshot of this epoch instead of its final weights
+    init_from: str | None = None  # run whose checkpoint initialises this trainable node
+
+    @property
+    def trainable(self) -> bool:
+        return self.frozen_from is None
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    loss: str
+    weight: float = 1.0
+    gate: str = "through"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.loss}:{self.source}->{self.target}"
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str = "constant"  # constant | step | multistep
+    milestones: tuple[int, ...] = ()  # multistep: epochs of the reference schedule
+    step_size: int = 0  # step: every step_size epochs of the reference schedule
+    gamma: float = 0.1
+    reference_epochs: int | None = None  # milestones are given for this many epochs and scale to the run's
+
+
+@dataclass(frozen=True)
+class Data:
+    dataset: str
+    root: str | None = None
+    download: bool = False
+    train_subset: int | None = None
+    test_subset: int | None = None
+    validation: int = 0
+    normalization: str = "dataset"
+    pad_to: int | None = None
+    crop_padding: int = 0
+    flip: bool = False
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str
+    data: Data
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    epochs: int
+    seed: int
+    batch_size: int = 128
+    optimizer: Optimizer = Optimizer()
+    schedule: Schedule = Schedule()
+    eval_node: str = "student"  # the node whose accuracy the run reports and whose weights later runs load
+    save_epochs: tuple[int, ...] = ()  # extra snapshots (defective teachers are early snapshots)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- structure ---------------------------------------------------------------------------
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise SpecError(f"run {self.name}: no node named {name!r}")
+
+    @property
+    def dependencies(self) -> list[str]:
+        """Runs whose checkpoints this run reads (frozen nodes and initialisations)."""
+        runs = [n.frozen_from or n.init_from for n in self.nodes]
+        return sorted({r for r in runs if r})
+
+    def validate(self) -> None:
+        from kdrepro.losses import GATES, LOSSES
+        from kdrepro.losses.registry import check_options
+
+        where = f"run {self.name}"
+        if self.epochs < 1:
+            raise SpecError(f"{where}: epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise SpecError(f"{where}: batch_size must be at least 1, got {self.batch_size}")
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names) or LABELS in names:
+            raise SpecError(f"{where}: node names must be unique and not {LABELS!r}: {names}")
+        if self.eval_node not in names:
+            raise SpecError(f"{where}: eval_node {self.eval_node!r} is not a node ({names})")
+        if not any(n.trainable for n in self.nodes):
+            raise SpecError(f"{where}: no trainable node")
+        for edge in self.edges:
+            for end in (edge.source, edge.target):
+                if end not in names and end != LABELS:
+                    raise SpecError(f"{where}: edge {edge.label} names unknown node {end!r}")
+            if not self.node(edge.target).trainable:
+                raise SpecError(f"{where}: edge {edge.label} targets frozen node {edge.target!r}")
+            try:
+                check_options(LOSSES, "loss", edge.loss, edge.options)
+                check_options(GATES, "gate", edge.gate, {})
+            except ValueError as err:
+                raise SpecError(f"{where}: edge {edge.label}: {err}") from None
+        if self.schedule.kind not in ("constant", "step", "multistep"):
+            raise SpecError(f"{where}: schedule.kind must be constant, step or multistep, got {self.schedule.kind!r}")
+        bad = [e for e in self.save_epochs if not 1 <= e <= self.epochs]
+        if bad:
+            raise SpecError(f"{where}: save_epochs {bad} outside 1..{self.epochs}")
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunSpec":
+        raw = dict(raw)
+        raw["data"] = Data(**raw["data"])
+        raw["nodes"] = tuple(Node(**n) for n in raw["nodes"])
+        raw["edges"] = tuple(Edge(**e) for e in raw["edges"])
+        raw["optimizer"] = Optimizer(**raw.get("optimizer", {}))
+        schedule = dict(raw.get("schedule", {}))
+        schedule["milestones"] = tuple(schedule.get("milestones", ()))
+        raw["schedule"] = Schedule(**schedule)
+        raw["save_epochs"] = tuple(raw.get("save_epochs", ()))
+        return cls(**raw)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def config_hash(self) -> str:
+        """Hash of everything that determines the result (the data root and download flag excluded)."""
+        identity = self.to_dict()
+        identity["data"] = {k: v for k, v in identity["data"].items() if k not in ("root", "download")}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def scaled_milestones(self) -> list[int]:
+        """Milestones in this run's epochs (the reference schedule stretched to `epochs`)."""
+        ref = self.schedule.reference_epochs or self.epochs
+        if self.schedule.kind == "step":
+            marks = range(self.schedule.step_size, ref, self.schedule.step_size) if self.schedule.step_size else []
+        else:
+            marks = self.schedule.milestones
+        return sorted({max(1, round(m * self.epochs / ref)) for m in marks})
+
+
+def check_graph(specs: dict[str, RunSpec]) -> None:
+    """Every dependency is a defined run and the dependency graph has no cycle."""
+    for spec in specs.values():
+        for dep in spec.dependencies:
+            if dep not in specs:
+                raise SpecError(f"run {spec.name}: depends on undefined run {dep!r}")
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            raise SpecError("cycle between runs: " + " -> ".join(path + [name]))
+        state[name] = 1
+        for dep in specs[name].dependencies:
+            visit(dep, path + [name])
+        state[name] = 2
+
+    for name in specs:
+        visit(name, [])

@@ -1,0 +1,11 @@
+"""Edge losses and gates of the knowledge-transfer graph.
+
+An edge loss maps (source output, target output, labels) to a per-sample loss;
+a gate maps the same inputs plus training progress to a per-sample weight.
+Methods are found by name in these registries, never by if/elif chains.
+"""
+
+from kdrepro.losses.registry import GATES, LOSSES, LossError, register_gate, register_loss
+from kdrepro.losses import gates, logits  # noqa: F401  (registration side effects)
+
+__all__ = ["GATES", "LOSSES", "LossError", "register_gate", "register_loss"]

@@ -1,0 +1,8 @@
+"""One module per paper; each turns its experiment file into runs and targets.
+
+A paper module provides `build(registry, experiment, paper_values)` and `claims(results)`.
+"""
+
+from kdrepro.papers import takd
+
+PAPERS = {"takd": takd}

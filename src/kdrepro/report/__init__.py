@@ -1,0 +1,1 @@
+"""Rendering: tables (CSV, Markdown, LaTeX), figures (PNG, PDF) and the claims report."""

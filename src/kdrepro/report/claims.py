@@ -1,0 +1,65 @@
+"""The claims report: each paper's qualitative claims, judged on our runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kdrepro.engine.checkpoint import save_text
+
+if TYPE_CHECKING:
+    from kdrepro.experiments import Registry, Results, Stat, Target
+
+
+@dataclass
+class Claim:
+    statement: str
+    verdict: str
+    evidence: str
+
+
+def verdict(holds: bool, better: "Stat", other: "Stat") -> str:
+    """supported / not supported, weakened when the gap is inside the seed-to-seed spread."""
+    if not better.values or not other.values:
+        return "inconclusive: missing runs"
+    if not holds:
+        return "not supported"
+    if min(better.n, other.n) < 2:
+        return "supported (one seed: no spread to judge against)"
+    gap = better.mean - other.mean
+    spread = max(better.std, other.std)
+    return "supported" if gap > spread else f"weakly supported (gap {gap:.2f} within one std {spread:.2f})"
+
+
+def compare(statement: str, better: "Stat", other: "Stat") -> Claim:
+    """The claim that `better` has the higher mean accuracy."""
+    return Claim(statement, verdict(better.mean > other.mean, better, other), f"{better.text()} (n={better.n}) vs {other.text()} (n={other.n})")
+
+
+def claims_target(registry: "Registry") -> "Target":
+    from kdrepro.experiments import Target
+
+    path = registry.results_dir / "claims.md"
+
+    def render() -> None:
+        from kdrepro.experiments import Results
+        from kdrepro.papers import PAPERS
+
+        lines = [
+            f"# Claims report, setting `{registry.setting}`",
+            "",
+            registry.config.get("description", ""),
+            "",
+            f"Mean ± std over seeds {registry.config['seeds']}. "
+            "A claim is *supported* when the gap exceeds the larger seed-to-seed std, *weakly supported* when it "
+            "points the right way inside that spread.",
+        ]
+        for paper, module in PAPERS.items():
+            results = Results(registry, paper)
+            lines += ["", f"## {registry.experiments[paper]['paper']}", "", f"Accuracy per run: {results.protocol_text}.", ""]
+            lines += ["| claim | verdict | evidence |", "|---|---|---|"]
+            lines += [f"| {c.statement} | {c.verdict} | {c.evidence} |" for c in module.claims(results)]
+        save_text("\n".join(lines) + "\n", Path(path))
+
+    return Target("claims", "all", "claims", sorted(registry.runs), [str(path)], render)

@@ -1,0 +1,116 @@
+"""Declared figures: each kind lays runs out on axes; the numbers behind a figure go to a CSV."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from kdrepro.engine.checkpoint import atomic_write  # noqa: E402
+from kdrepro.report.tables import RunResolver, caption, write_table  # noqa: E402
+
+if TYPE_CHECKING:
+    from kdrepro.experiments import Registry, Results, Target
+
+# kind -> (chains the figure reads per panel, function drawing one panel and returning its data rows)
+FigureKind = tuple[Callable[[dict], list[list[str]]], Callable[..., list[dict[str, Any]]]]
+KINDS: dict[str, FigureKind] = {}
+
+
+def figure_kind(name: str, chains: Callable[[dict], list[list[str]]]):
+    def decorator(draw):
+        KINDS[name] = (chains, draw)
+        return draw
+
+    return decorator
+
+
+def _errorbar(ax, xs, stats, **style) -> None:
+    ax.errorbar(xs, [s.mean for s in stats], yerr=[0 if s.n < 2 else s.std for s in stats], capsize=3, marker="o", **style)
+
+
+@figure_kind("teacher_size", lambda p: [[t, p["student"]] for t in p["teachers"]] + [[t] for t in p["teachers"]])
+def teacher_size(ax, panel, stat) -> list[dict[str, Any]]:
+    """The student's accuracy for each teacher, and the teachers' own accuracy (dashed)."""
+    teachers = panel["teachers"]
+    students = [stat([t, panel["student"]]) for t in teachers]
+    own = [stat([t]) for t in teachers]
+    _errorbar(ax, teachers, students, label=f"student {panel['student']} distilled")
+    _errorbar(ax, teachers, own, color="tab:red", linestyle="--", label="teacher itself")
+    ax.set_xlabel("teacher")
+    ax.set_ylabel("test accuracy (%)")
+    return [{"teacher": t, "student_mean": s.mean, "student_std": s.std, "teacher_mean": o.mean, "teacher_std": o.std, "n": s.n}
+            for t, s, o in zip(teachers, students, own)]
+
+
+@figure_kind("student_size", lambda p: [[p["teacher"], s] for s in p["students"]] + [[s] for s in p["students"]])
+def student_size(ax, panel, stat) -> list[dict[str, Any]]:
+    """Percentage gain of the distilled student over the same student trained from scratch."""
+    rows = []
+    for s in panel["students"]:
+        distilled, scratch = stat([panel["teacher"], s]), stat([s])
+        gains = [100 * (d - c) / c for d, c in zip(distilled.values, scratch.values)]  # paired by seed
+        rows.append({"student": s, "gain_mean": sum(gains) / len(gains) if gains else float("nan"),
+                     "gain_min": min(gains, default=float("nan")), "gain_max": max(gains, default=float("nan")), "n": len(gains)})
+    frame = pd.DataFrame(rows)
+    ax.bar(frame["student"], frame["gain_mean"], color="tab:blue")
+    ax.errorbar(frame["student"], frame["gain_mean"], yerr=[frame["gain_mean"] - frame["gain_min"], frame["gain_max"] - frame["gain_mean"]],
+                fmt="none", ecolor="black", capsize=3)
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xlabel("student")
+    ax.set_ylabel("gain over scratch (%, seed range)")
+    return rows
+
+
+@figure_kind("paths", lambda p: p["chains"])
+def paths(ax, panel, stat) -> list[dict[str, Any]]:
+    """The student's accuracy for every distillation path, sorted by the number of assistants."""
+    rows = [{"path": " → ".join(chain), "assistants": len(chain) - 2, "mean": (s := stat(chain)).mean, "std": s.std, "n": s.n, "ours": s.text()}
+            for chain in panel["chains"]]
+    frame = pd.DataFrame(rows)
+    ax.barh(frame["path"], frame["mean"], xerr=frame["std"].fillna(0), color=[f"C{k}" for k in frame["assistants"]], capsize=3)
+    ax.invert_yaxis()
+    low = frame["mean"].min() - 3 * max(frame["std"].fillna(0).max(), 0.5)
+    ax.set_xlim(left=max(low, 0))
+    ax.set_xlabel("student test accuracy (%)")
+    return rows
+
+
+def figure_target(registry: "Registry", name: str, decl: dict[str, Any], resolve: RunResolver, context: dict[str, str]) -> "Target":
+    from kdrepro.experiments import Results, Target
+
+    chains_of, draw = KINDS[decl["kind"]]
+    panels = decl.get("panels", [decl])
+    datasets = registry.config["datasets"]
+    runs = sorted({r for ds in datasets for p in panels for chain in chains_of(p) for r in resolve(chain, ds)})
+    png, pdf = registry.figures_dir / f"{name}.png", registry.figures_dir / f"{name}.pdf"
+    data_base = registry.results_dir / "tables" / name
+
+    def render() -> None:
+        results = Results(registry, context["paper"])
+        fig, axes = plt.subplots(len(datasets), len(panels), figsize=(5.2 * len(panels), 3.8 * len(datasets)), squeeze=False)
+        records = []
+        for i, ds in enumerate(datasets):
+            for j, panel in enumerate(panels):
+                ax = axes[i][j]
+                stat = lambda chain: results.stat(resolve(chain, ds))  # noqa: E731
+                for row in draw(ax, panel, stat):
+                    records.append({"dataset": ds, "panel": panel.get("label", name), **row})
+                ax.set_title(f"{panel.get('label', '')} — {ds}", fontsize=10)
+                ax.grid(alpha=0.3)
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=8)
+        text = caption(registry, decl["title"], "", results.protocol_text)
+        fig.suptitle(f"{decl['title']}\nsetting {registry.setting}: {registry.config.get('description', '')}", fontsize=9)
+        fig.tight_layout()
+        for path in (png, pdf):
+            atomic_write(path, lambda handle, fmt=path.suffix[1:]: fig.savefig(handle, format=fmt, dpi=150))
+        plt.close(fig)
+        write_table(pd.DataFrame(records), text, data_base)
+
+    outputs = [str(png), str(pdf)] + [str(data_base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
+    return Target(name, context["paper"], "figure", runs, outputs, render)

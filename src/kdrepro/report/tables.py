@@ -1,0 +1,86 @@
+"""Declared tables: rows x columns of runs, ours beside the paper's, as CSV, Markdown and LaTeX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pandas as pd
+
+from kdrepro.engine.checkpoint import save_text
+
+if TYPE_CHECKING:
+    from kdrepro.experiments import Registry, Target
+
+RunResolver = Callable[[Any, str], list[str]]  # (chain template, dataset) -> run names, one per seed
+
+
+def caption(registry: "Registry", title: str, note: str, protocol_text: str, paper_source: str = "") -> str:
+    config = registry.config
+    parts = [
+        title + ".",
+        note,
+        f"Setting `{registry.setting}`: {config.get('description', '')}.",
+        f"Ours: {protocol_text}, mean ± std over {len(config['seeds'])} seed(s) ({', '.join(map(str, config['seeds']))}).",
+    ]
+    if paper_source:
+        parts.append(f"Paper values: {paper_source}; tags as in shared/reference/papers.md (UNVERIFIED = not checked against the PDF).")
+    return " ".join(p for p in parts if p)
+
+
+def table_target(registry: "Registry", name: str, decl: dict[str, Any], paper_values: dict[str, Any],
+                 resolve: RunResolver, context: dict[str, str]) -> "Target":
+    from kdrepro.experiments import Results, Target
+
+    datasets = registry.config["datasets"]
+    published = paper_values.get(name, {})
+    cells = {(row["model"], ds, col): resolve(row["cells"][col], ds) for row in decl["rows"] for ds in datasets for col in decl["columns"]}
+    base = registry.results_dir / "tables" / name
+
+    def render() -> None:
+        results = Results(registry, context["paper"])
+        records = []
+        keys = [(row["model"], ds) for row in decl["rows"] for ds in datasets]
+        keys += [tuple(k.split("/")) for k in published if tuple(k.split("/")) not in keys]
+        for model, ds in keys:
+            for col in decl["columns"]:
+                value, tag = published.get(f"{model}/{ds}", {}).get(col, [None, ""])
+                runs = cells.get((model, ds, col))
+                stat = results.stat(runs) if runs else None
+                records.append({
+                    "model": model, "dataset": ds, "column": col,
+                    "ours_mean": stat.mean if stat else None, "ours_std": stat.std if stat else None,
+                    "n_seeds": stat.n if stat else 0,
+                    "ours": stat.text() if stat else f"not run: {ds} is not in setting {registry.setting}",
+                    "paper": value, "paper_tag": tag,
+                    "runs": " ".join(runs) if runs else "",
+                })
+        frame = pd.DataFrame.from_records(records)
+        text = caption(registry, decl["title"], decl.get("caption", ""), results.protocol_text, paper_values.get("source", ""))
+        write_table(frame, text, base)
+
+    outputs = [str(base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
+    runs = sorted({r for rs in cells.values() for r in rs})
+    return Target(name, context["paper"], "table", runs, outputs, render)
+
+
+def wide(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per (model, dataset): each column's ours and paper side by side."""
+    out = []
+    for (model, ds), group in frame.groupby(["model", "dataset"], sort=False):
+        line = {"Model": model, "Dataset": ds}
+        for rec in group.itertuples():
+            line[f"{rec.column}"] = rec.ours
+            line[f"{rec.column} (paper)"] = "–" if pd.isna(rec.paper) else f"{rec.paper:.2f}" + (f" [{rec.paper_tag}]" if rec.paper_tag else "")
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def write_table(frame: pd.DataFrame, text: str, base: Path) -> None:
+    """The long CSV (every number), and the wide table as Markdown and LaTeX with the caption."""
+    save_text(frame.to_csv(index=False), base.with_suffix(".csv"))
+    table = wide(frame) if "column" in frame else frame
+    markdown = f"## {base.stem}\n\n{text}\n\n{table.to_markdown(index=False)}\n"
+    save_text(markdown, base.with_suffix(".md"))
+    latex = table.to_latex(index=False, caption=text.replace("_", r"\_").replace("±", r"$\pm$"), label=f"tab:{base.stem}")
+    save_text(latex.replace("±", r"$\pm$"), base.with_suffix(".tex"))

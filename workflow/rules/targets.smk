@@ -1,0 +1,54 @@
+# One rule per table, figure and the claims report, generated from the registry, plus one
+# rule per paper that builds all of its targets (`snakemake takd`).
+
+
+rule setting_file:
+    output:
+        f"{RESULTS}/setting.json",
+    params:
+        config=json.dumps(config, sort_keys=True),
+    localrule: True
+    conda:
+        "../envs/kdrepro.yaml"
+    shell:
+        "printf '%s\\n' {params.config:q} > {output}"
+
+
+for target in REGISTRY.targets.values():
+
+    rule:
+        name:
+            target.name
+        input:
+            setting=f"{RESULTS}/setting.json",
+            metrics=[run_file(run, "metrics.json") for run in target.runs],
+        output:
+            [
+                (
+                    report(path, category=target.paper, subcategory=target.kind, caption="../report/target.rst")
+                    if path.endswith((".csv", ".png")) or target.kind == "claims"
+                    else path
+                )
+                for path in target.outputs
+            ],
+        params:
+            target=target.name,
+        log:
+            f"{RESULTS}/logs/render/{target.name}.log",
+        localrule: True
+        conda:
+            "../envs/kdrepro.yaml"
+        shell:
+            "kdrepro render {params.target} --configfile {input.setting} > {log} 2>&1"
+
+
+for paper, names in REGISTRY.papers().items():
+    if paper == "all":
+        continue
+
+    rule:
+        name:
+            paper
+        input:
+            [path for name in names for path in REGISTRY.targets[name].outputs],
+        localrule: True

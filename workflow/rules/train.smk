@@ -1,0 +1,27 @@
+# One rule trains every run of every paper: its inputs are the checkpoints that the run's
+# frozen nodes load, so teacher -> assistant -> student chains follow from the specs alone.
+
+
+rule train:
+    input:
+        dependency_checkpoints,
+    output:
+        checkpoint=f"{RESULTS}/runs/{{run}}/checkpoint.pt",
+        epochs=f"{RESULTS}/runs/{{run}}/epochs.csv",
+        metrics=f"{RESULTS}/runs/{{run}}/metrics.json",
+    params:
+        spec=run_spec_json,
+    log:
+        f"{RESULTS}/logs/train/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    threads: config["threads_per_job"]
+    resources:
+        gpu=train_resources,
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/kdrepro.yaml"
+    shell:
+        "kdrepro train --spec-json {params.spec:q} --setting {SETTING} --device {config[device]}"
+        " --threads {threads} --no-progress > {log} 2>&1"
