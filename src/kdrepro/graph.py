@@ -111,6 +111,7 @@ class RunSpec:
     def validate(self) -> None:
         from kdrepro.losses import GATES, LOSSES
         from kdrepro.losses.registry import check_options
+        from kdrepro.models import ModelError, check_model_options
 
         where = f"run {self.name}"
         if self.epochs < 1:
@@ -122,6 +123,11 @@ class RunSpec:
             raise SpecError(f"{where}: node names must be unique and not {LABELS!r}: {names}")
         if self.eval_node not in names:
             raise SpecError(f"{where}: eval_node {self.eval_node!r} is not a node ({names})")
+        for node in self.nodes:
+            try:
+                check_model_options(node.arch, node.options)
+            except ModelError as err:
+                raise SpecError(f"{where}: node {node.name!r}: {err}") from None
         if not any(n.trainable for n in self.nodes):
             raise SpecError(f"{where}: no trainable node")
         for edge in self.edges:

@@ -51,7 +51,7 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) 
         if node.trainable:
             torch.manual_seed(spec.seed * 1000 + trainable_index)
             trainable_index += 1
-        model = create_model(node.arch, data.num_classes, data.in_channels, **node.options)
+        model = create_model(node.arch, data.num_classes, data.in_channels, data.image_size, **node.options)
         source = node.frozen_from or node.init_from
         if source:
             name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"

@@ -1,0 +1,18 @@
+"""Architectures: one registry, one constructor signature, hooks for intermediate features."""
+
+from kdrepro.models import plane, resnet  # noqa: F401  (registers the builders)
+from kdrepro.models.features import PENULTIMATE, FeatureTap
+from kdrepro.models.registry import (
+    MODELS,
+    ModelError,
+    check_model_options,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+)
+
+__all__ = [
+    "MODELS", "PENULTIMATE", "FeatureTap", "ModelError", "check_model_options", "create_model", "list_models",
+    "model_info", "register_model",
+]

@@ -1,0 +1,72 @@
+"""One registry for every architecture, one constructor signature:
+
+    create_model(name, num_classes, in_channels=3, image_size=32, **options)
+
+A builder registers itself with its family and depth (the size axis of the papers' figures).
+Options are checked against the builder's keyword arguments before anything is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import nn
+
+
+class ModelError(ValueError):
+    """An unknown architecture or option; the message lists what is available."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    builder: Callable[..., nn.Module]
+    family: str
+    depth: int
+
+    @property
+    def options(self) -> list[str]:
+        fixed = {"num_classes", "in_channels", "image_size"}
+        return [p for p in inspect.signature(self.builder).parameters if p not in fixed]
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, family: str, depth: int):
+    """Decorator: `builder(num_classes, in_channels, image_size, **options) -> nn.Module`."""
+
+    def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in MODELS:
+            raise ModelError(f"model {name!r} is registered twice")
+        MODELS[name] = ModelEntry(builder, family, depth)
+        return builder
+
+    return add
+
+
+def entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return MODELS[name]
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS, key=lambda n: (MODELS[n].family, MODELS[n].depth, n))
+
+
+def model_info(name: str) -> dict[str, Any]:
+    e = entry(name)
+    return {"family": e.family, "depth": e.depth, "options": e.options}
+
+
+def check_model_options(name: str, options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(entry(name).options))
+    if unknown:
+        raise ModelError(f"model {name!r} has no option {unknown}; its options are {entry(name).options}")
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32, **options: Any) -> nn.Module:
+    check_model_options(name, options)
+    return entry(name).builder(num_classes=num_classes, in_channels=in_channels, image_size=image_size, **options)
