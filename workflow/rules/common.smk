@@ -18,7 +18,10 @@ def run_file(run, name):
 
 def dependency_checkpoints(wildcards):
     """The checkpoints of the runs whose networks this run loads (teachers, initialisations)."""
-    return [run_file(dep, "checkpoint.pt") for dep in REGISTRY.runs[wildcards.run].dependencies]
+    return [
+        run_file(dep, "checkpoint.pt")
+        for dep in REGISTRY.runs[wildcards.run].dependencies
+    ]
 
 
 def run_spec_json(wildcards):

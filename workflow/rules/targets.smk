@@ -5,11 +5,11 @@
 rule setting_file:
     output:
         f"{RESULTS}/setting.json",
-    params:
-        config=json.dumps(config, sort_keys=True),
     localrule: True
     conda:
         "../envs/kdrepro.yaml"
+    params:
+        config=json.dumps(config, sort_keys=True),
     shell:
         "printf '%s\\n' {params.config:q} > {output}"
 
@@ -25,19 +25,24 @@ for target in REGISTRY.targets.values():
         output:
             [
                 (
-                    report(path, category=target.paper, subcategory=target.kind, caption="../report/target.rst")
+                    report(
+                        path,
+                        category=target.paper,
+                        subcategory=target.kind,
+                        caption="../report/target.rst",
+                    )
                     if path.endswith((".csv", ".png")) or target.kind == "claims"
                     else path
                 )
                 for path in target.outputs
             ],
-        params:
-            target=target.name,
         log:
             f"{RESULTS}/logs/render/{target.name}.log",
         localrule: True
         conda:
             "../envs/kdrepro.yaml"
+        params:
+            target=target.name,
         shell:
             "kdrepro render {params.target} --configfile {input.setting} > {log} 2>&1"
 

@@ -9,19 +9,19 @@ rule train:
         checkpoint=f"{RESULTS}/runs/{{run}}/checkpoint.pt",
         epochs=f"{RESULTS}/runs/{{run}}/epochs.csv",
         metrics=f"{RESULTS}/runs/{{run}}/metrics.json",
-    params:
-        spec=run_spec_json,
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    conda:
+        "../envs/kdrepro.yaml"
     threads: config["threads_per_job"]
     resources:
         gpu=train_resources,
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/kdrepro.yaml"
+    params:
+        spec=run_spec_json,
     shell:
         "kdrepro train --spec-json {params.spec:q} --setting {SETTING} --device {config[device]}"
         " --threads {threads} --no-progress > {log} 2>&1"

@@ -74,12 +74,14 @@ def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]):
 
 
 def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
-                progress: float) -> list[torch.Tensor]:
-    """Every edge's gated loss. Sources are detached, so each loss trains only its target node."""
-    outputs: dict[str, torch.Tensor] = {}
+                progress: float, known: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Every edge's gated loss. Sources are detached, so each loss trains only its target node.
+    `known` holds outputs computed beforehand (cached frozen nodes) for this batch."""
+    outputs = dict(known or {})
     for node in spec.nodes:
-        with torch.set_grad_enabled(node.trainable):
-            outputs[node.name] = models[node.name](images)
+        if node.name not in outputs:
+            with torch.set_grad_enabled(node.trainable):
+                outputs[node.name] = models[node.name](images)
     losses = []
     for edge in spec.edges:
         source = None if edge.source == LABELS else outputs[edge.source].detach()
@@ -87,6 +89,15 @@ def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tenso
         gate = GATES[edge.gate](source, labels, progress)
         losses.append(edge.weight * (gate * per_sample).mean())
     return losses
+
+
+@torch.no_grad()
+def frozen_logits(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData) -> dict[str, torch.Tensor]:
+    """Without augmentation a frozen node sees the same image every epoch: compute its logits once."""
+    if data.augmented:
+        return {}
+    return {n.name: torch.cat([models[n.name](x) for x, _ in data.eval_batches("train")])
+            for n in spec.nodes if not n.trainable}
 
 
 @torch.inference_mode()
@@ -111,6 +122,7 @@ def train_run(
     optimizer, scheduler = make_optimizer(spec, models)
     trainable = [n.name for n in spec.nodes if n.trainable]
     generator = torch.Generator().manual_seed(spec.seed)
+    cached = frozen_logits(spec, models, data)
     frozen_acc = {n.name: accuracy(models[n.name], data, "test") for n in spec.nodes if not n.trainable}
     state = {"epoch": 0, "rows": [], "wall": 0.0, "snapshots": {}}
     resume_path = run_dir / "resume.pt"
@@ -124,9 +136,10 @@ def train_run(
         for name in trainable:
             models[name].train()
         sums = torch.zeros(len(spec.edges) + 1, device=device)
-        for step, (images, labels) in enumerate(data.train_batches(spec.batch_size, generator)):
+        for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator)):
             progress_frac = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
-            losses = edge_losses(spec, models, images, labels, progress_frac)
+            known = {name: logits[index] for name, logits in cached.items()}
+            losses = edge_losses(spec, models, images, labels, progress_frac, known)
             total = torch.stack(losses).sum()
             optimizer.zero_grad(set_to_none=True)
             total.backward()

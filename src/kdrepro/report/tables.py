@@ -82,5 +82,14 @@ def write_table(frame: pd.DataFrame, text: str, base: Path) -> None:
     table = wide(frame) if "column" in frame else frame
     markdown = f"## {base.stem}\n\n{text}\n\n{table.to_markdown(index=False)}\n"
     save_text(markdown, base.with_suffix(".md"))
-    latex = table.to_latex(index=False, caption=text.replace("_", r"\_").replace("±", r"$\pm$"), label=f"tab:{base.stem}")
-    save_text(latex.replace("±", r"$\pm$"), base.with_suffix(".tex"))
+    latex_table = table.map(lambda v: latex_escape(v) if isinstance(v, str) else v).rename(columns=latex_escape)
+    latex = latex_table.to_latex(index=False, caption=latex_escape(text), label=f"tab:{base.stem}")
+    save_text(latex, base.with_suffix(".tex"))
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in text)

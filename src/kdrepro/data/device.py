@@ -1,0 +1,111 @@
+"""The whole dataset as uint8 tensors on the training device; batches are cut, augmented and
+normalised there (airbench's pattern), deterministically from a CPU generator."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from kdrepro.data.sources import DatasetError, DatasetInfo, Split
+
+NORMALIZATIONS = ("dataset", "half", "none")
+SUBSET_SEED = 0  # subsets and the validation split are fixed per setting, not per run seed
+
+
+def stratified(labels: torch.Tensor, n: int | None, generator: torch.Generator, what: str) -> torch.Tensor:
+    """Indices (sorted) of n samples keeping the class proportions; largest remainders get the rest."""
+    if n is None:
+        return torch.arange(len(labels))
+    if n > len(labels):
+        raise DatasetError(f"{what} of {n} images asked for, but only {len(labels)} are available")
+    classes, counts = labels.unique(return_counts=True)
+    exact = counts.double() * n / len(labels)
+    quota = exact.floor().long()
+    quota[(exact - quota).argsort(descending=True, stable=True)[: n - int(quota.sum())]] += 1
+    order = torch.randperm(len(labels), generator=generator)
+    chosen = [order[labels[order] == c][:q] for c, q in zip(classes, quota)]
+    return torch.cat(chosen).sort().values
+
+
+def random_crop_flip(x: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.Tensor, flip: torch.Tensor,
+                     padding: int) -> torch.Tensor:
+    """Zero-pad by `padding`, crop back to H x W at per-sample offsets in [0, 2*padding], mirror where
+    `flip`; one gather for the whole batch."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    rows = offsets_y[:, None] + torch.arange(h, device=x.device)
+    cols = offsets_x[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class DeviceData:
+    def __init__(self, train: Split, test: Split, info: DatasetInfo, *, device: str | torch.device = "cpu",
+                 normalization: str = "dataset", pad_to: int | None = None, crop_padding: int = 0, flip: bool = False,
+                 train_subset: int | None = None, test_subset: int | None = None, validation: int = 0):
+        if normalization not in NORMALIZATIONS:
+            raise DatasetError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        if pad_to is not None and pad_to < info.size:
+            raise DatasetError(f"pad_to={pad_to} is smaller than the {info.size}x{info.size} images of {info.name}")
+        self.info, self.device = info, torch.device(device)
+        self.crop_padding, self.flip = crop_padding, flip
+        generator = torch.Generator().manual_seed(SUBSET_SEED)
+        keep = stratified(train.labels, train_subset, generator, f"{info.name}: train_subset")
+        train = Split(train.images[keep], train.labels[keep])
+        if validation >= len(train.labels):
+            raise DatasetError(f"validation={validation} leaves no training images out of {len(train.labels)}")
+        val_index = stratified(train.labels, validation, generator, "validation") if validation else torch.zeros(0, dtype=torch.long)
+        is_val = torch.zeros(len(train.labels), dtype=torch.bool)
+        is_val[val_index] = True
+        test_index = stratified(test.labels, test_subset, generator, f"{info.name}: test_subset")
+        extra = (pad_to or info.size) - info.size
+        pad = (extra // 2, extra - extra // 2) * 2  # left, right, top, bottom
+        self.splits = {
+            name: (F.pad(images, pad).to(self.device), labels.to(self.device))
+            for name, images, labels in [
+                ("train", train.images[~is_val], train.labels[~is_val]),
+                ("val", train.images[is_val], train.labels[is_val]),
+                ("test", test.images[test_index], test.labels[test_index]),
+            ]
+        }
+        mean, std = {"dataset": (info.mean, info.std), "half": ((0.5,), (0.5,)), "none": ((0.0,), (1.0,))}[normalization]
+        self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
+
+    num_classes = property(lambda self: self.info.num_classes)
+    in_channels = property(lambda self: self.info.channels)
+    image_size = property(lambda self: self.splits["train"][0].shape[-1])
+    n_train = property(lambda self: len(self.splits["train"][1]))
+    n_val = property(lambda self: len(self.splits["val"][1]))
+    n_test = property(lambda self: len(self.splits["test"][1]))
+    augmented = property(lambda self: self.crop_padding > 0 or self.flip)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - self.mean) / self.std
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+        """One epoch of (images, labels, indices into the train split) in an order drawn from `generator`; the last batch may be short."""
+        images, labels = self.splits["train"]
+        order = torch.randperm(self.n_train, generator=generator)
+        for start in range(0, self.n_train, batch_size):
+            index = order[start:start + batch_size].to(self.device)
+            batch = images[index]
+            if self.augmented:
+                n, p = len(index), self.crop_padding
+                offsets = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(self.device)
+                flips = (torch.rand(n, generator=generator) < 0.5) & self.flip
+                batch = random_crop_flip(batch, offsets[0], offsets[1], flips.to(self.device), p)
+            yield self.normalize(batch), labels[index], index
+
+    def eval_batches(self, split: str = "test", batch_size: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if split not in self.splits:
+            raise DatasetError(f"split must be one of {sorted(self.splits)}, got {split!r}")
+        images, labels = self.splits[split]
+        if not len(labels):
+            raise DatasetError(f"the {split} split is empty (set data.validation > 0 for a validation split)")
+        for start in range(0, len(labels), batch_size):
+            yield self.normalize(images[start:start + batch_size]), labels[start:start + batch_size]

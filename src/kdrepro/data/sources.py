@@ -1,0 +1,241 @@
+"""Dataset readers: each returns the whole train and test split as uint8 tensors (N, C, H, W).
+
+Files are read in their published on-disk formats (idx, the CIFAR pickles, SVHN's .mat, an
+image folder) and checksum-verified; torchvision downloads only when the setting allows it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded as configured; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # uint8, N x C x H x W
+    labels: torch.Tensor  # int64, N
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    channels: int
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+Loader = Callable[[Path, bool, bool], tuple[Split, Split, DatasetInfo]]
+DATASETS: dict[str, Loader] = {}
+CACHE = Path.home() / ".cache" / "kdrepro"
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def register_dataset(name: str):
+    """Decorator: `loader(root, download, verify) -> (train, test, info)`."""
+
+    def add(loader: Loader) -> Loader:
+        DATASETS[name] = loader
+        return loader
+
+    return add
+
+
+def default_root(name: str) -> Path:
+    if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return DEBIAN_FASHION_MNIST
+    return CACHE / name
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
+                 verify: bool = True) -> tuple[Split, Split, DatasetInfo]:
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](Path(root) if root else default_root(name), download, verify)
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def check_md5(path: Path, accepted: set[str], *payloads: bytes) -> None:
+    """Pass when the file's md5, or the md5 of its decompressed payload, is a published one
+    (Debian re-compresses Fashion-MNIST, so only the payload matches upstream there)."""
+    found = {md5(path.read_bytes()), *(md5(p) for p in payloads)}
+    if not found & accepted:
+        raise DatasetError(f"checksum mismatch for {path}: expected one of {sorted(accepted)}, found {sorted(found)}; "
+                           "the file is corrupt or not the published one (delete it and fetch it again)")
+
+
+def find_file(root: Path, names: list[str], subdirs: list[str], dataset: str, how: str) -> Path:
+    for sub in ["", *subdirs]:
+        for name in names:
+            if (root / sub / name).exists():
+                return root / sub / name
+    raise DatasetError(f"{dataset}: none of {names} under {root} (or {subdirs}); {how}")
+
+
+def fetch_with_torchvision(dataset_class: str, root: Path, **kwargs) -> None:
+    import torchvision.datasets
+
+    root.mkdir(parents=True, exist_ok=True)
+    getattr(torchvision.datasets, dataset_class)(str(root), download=True, **kwargs)
+
+
+# ---- idx: MNIST and Fashion-MNIST --------------------------------------------------------------
+IDX = {  # file stem -> accepted md5s (torchvision's .gz files and the decompressed payloads)
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": {"8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"},
+        "train-labels-idx1-ubyte": {"25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"},
+        "t10k-images-idx3-ubyte": {"bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"},
+        "t10k-labels-idx1-ubyte": {"bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"},
+    },
+    "mnist": {
+        "train-images-idx3-ubyte": {"f68b3c2dcbeaaa9fbdd348bbdeb94873"},
+        "train-labels-idx1-ubyte": {"d53e105ee54ea40749a09fcbcd1e9432"},
+        "t10k-images-idx3-ubyte": {"9fb629c4189551a2d022fa330f9573f3"},
+        "t10k-labels-idx1-ubyte": {"ec29112dd5afa0611ce80d1b7f02629c"},
+    },
+}
+
+
+def read_idx(path: Path, accepted: set[str] | None) -> np.ndarray:
+    raw = path.read_bytes()
+    payload = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    if accepted is not None:
+        check_md5(path, accepted, payload)
+    magic, = np.frombuffer(payload[:4], ">u4")
+    ndim = magic & 0xFF
+    if magic >> 8 != 0x08:  # 0x08 = unsigned byte data
+        raise DatasetError(f"{path} is not an idx file of unsigned bytes (magic {magic:#x})")
+    shape = np.frombuffer(payload[4:4 + 4 * ndim], ">u4").astype(int)
+    return np.frombuffer(payload, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def idx_dataset(name: str, torchvision_class: str, mean: float, std: float) -> Loader:
+    def load(root: Path, download: bool, verify: bool):
+        subdirs = [f"{torchvision_class}/raw"]
+        how = (f"install Debian's dataset-fashion-mnist (`apt install dataset-fashion-mnist`), " if name == "fashion_mnist" else "")
+        how += f"set data.roots.{name} to the folder holding the files, or data.download: true"
+
+        def read(stem: str) -> np.ndarray:
+            path = find_file(root, [stem + ".gz", stem], subdirs, name, how)
+            return read_idx(path, IDX[name][stem] if verify else None)
+
+        if download and not any((root / s / "train-images-idx3-ubyte.gz").exists() for s in ["", *subdirs]):
+            fetch_with_torchvision(torchvision_class, root)
+        splits = [Split(torch.from_numpy(read(f"{p}-images-idx3-ubyte").copy()).unsqueeze(1),
+                        torch.from_numpy(read(f"{p}-labels-idx1-ubyte").astype(np.int64)))
+                  for p in ("train", "t10k")]
+        return splits[0], splits[1], DatasetInfo(name, 10, 1, splits[0].images.shape[-1], (mean,), (std,))
+
+    return load
+
+
+register_dataset("fashion_mnist")(idx_dataset("fashion_mnist", "FashionMNIST", 0.2860, 0.3530))
+register_dataset("mnist")(idx_dataset("mnist", "MNIST", 0.1307, 0.3081))
+
+
+# ---- CIFAR-10 / CIFAR-100: python pickles --------------------------------------------------------
+def cifar_dataset(name: str, torchvision_class: str, folder: str, label_key: bytes, num_classes: int,
+                  mean: tuple[float, ...], std: tuple[float, ...]) -> Loader:
+    def load(root: Path, download: bool, verify: bool):
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, torchvision_class)
+        if download and not (root / folder).is_dir():
+            fetch_with_torchvision(torchvision_class, root)
+
+        def read(files: list[list[str]]) -> Split:
+            images, labels = [], []
+            for file, checksum in files:
+                path = root / folder / file
+                if not path.exists():
+                    raise DatasetError(f"{name}: {path} is missing; set data.roots.{name} to the folder that holds "
+                                       f"{folder}/, or data.download: true")
+                if verify:
+                    check_md5(path, {checksum})
+                batch = pickle.loads(path.read_bytes(), encoding="bytes")
+                images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32))
+                labels += batch[label_key]
+            return Split(torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64))
+
+        return read(cls.train_list), read(cls.test_list), DatasetInfo(name, num_classes, 3, 32, mean, std)
+
+    return load
+
+
+register_dataset("cifar10")(cifar_dataset("cifar10", "CIFAR10", "cifar-10-batches-py", b"labels", 10,
+                                          (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)))
+register_dataset("cifar100")(cifar_dataset("cifar100", "CIFAR100", "cifar-100-python", b"fine_labels", 100,
+                                           (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)))
+
+
+# ---- SVHN: MATLAB files ----------------------------------------------------------------------------
+@register_dataset("svhn")
+def load_svhn(root: Path, download: bool, verify: bool):
+    import torchvision.datasets
+
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise DatasetError("svhn: reading its .mat files needs scipy (`pip install scipy`)") from None
+
+    def read(split: str) -> Split:
+        url, file, checksum = torchvision.datasets.SVHN.split_list[split]
+        path = root / file
+        if not path.exists() and download:
+            fetch_with_torchvision("SVHN", root, split=split)
+        if not path.exists():
+            raise DatasetError(f"svhn: {path} is missing; set data.roots.svhn or data.download: true")
+        if verify:
+            check_md5(path, {checksum})
+        mat = loadmat(path)
+        labels = torch.from_numpy(mat["y"].astype(np.int64).squeeze(1) % 10)  # the digit 0 is stored as 10
+        return Split(torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))), labels)
+
+    return read("train"), read("test"), DatasetInfo("svhn", 10, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
+
+
+# ---- a user's own images -----------------------------------------------------------------------
+@register_dataset("image_folder")
+def load_image_folder(root: Path, download: bool, verify: bool):
+    """root/train/<class>/*.png and root/test/<class>/*.png (torchvision's ImageFolder layout)."""
+    from PIL import Image
+
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        raise DatasetError(f"image_folder: {root} needs train/ and test/ folders of class folders; set data.roots.image_folder")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+
+    def read(split: str) -> Split:
+        images, labels, shape = [], [], None
+        for label, cls in enumerate(classes):
+            for path in sorted((root / split / cls).glob("*")):
+                array = np.asarray(Image.open(path).convert("RGB"))
+                if shape is None:
+                    shape = array.shape
+                if array.shape != shape:
+                    raise DatasetError(f"image_folder: {path} is {array.shape[:2]}, others are {shape[:2]}; resize them to one size")
+                images.append(array)
+                labels.append(label)
+        if not images:
+            raise DatasetError(f"image_folder: no images under {root / split}")
+        return Split(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels))
+
+    train, test = read("train"), read("test")
+    pixels = train.images.float().div(255)
+    mean = tuple(pixels.mean((0, 2, 3)).tolist())
+    std = tuple(pixels.std((0, 2, 3)).tolist())
+    return train, test, DatasetInfo("image_folder", len(classes), 3, train.images.shape[-1], mean, std)

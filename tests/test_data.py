@@ -1,0 +1,150 @@
+"""Dataset readers on fabricated files in the real on-disk formats, and the device-resident data path."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import FASHION_MNIST
+from kdrepro.data import DatasetError, DeviceData, Split, load_dataset, random_crop_flip
+from kdrepro.data.sources import DatasetInfo
+
+
+def write_idx(path, array):
+    dims = np.array(array.shape, ">u4").tobytes()
+    magic = np.array([0x0800 + array.ndim], ">u4").tobytes()
+    path.write_bytes(gzip.compress(magic + dims + array.astype(np.uint8).tobytes()))
+
+
+@pytest.fixture
+def fake_fashion(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 40), ("t10k", 20)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return tmp_path
+
+
+def test_idx_reader(fake_fashion):
+    train, test, info = load_dataset("fashion_mnist", fake_fashion, verify=False)
+    assert train.images.shape == (40, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert test.labels.tolist() == [i % 10 for i in range(20)] and test.labels.dtype == torch.int64
+    assert (info.num_classes, info.channels, info.size) == (10, 1, 28)
+
+
+def test_checksums_are_verified(fake_fashion):
+    with pytest.raises(DatasetError, match="checksum mismatch.*train-images"):
+        load_dataset("fashion_mnist", fake_fashion)
+
+
+def test_missing_files_say_how_to_get_them(tmp_path):
+    with pytest.raises(DatasetError, match="apt install dataset-fashion-mnist"):
+        load_dataset("fashion_mnist", tmp_path)
+    with pytest.raises(DatasetError, match="known datasets: .*cifar10"):
+        load_dataset("imagenet")
+
+
+@pytest.mark.parametrize("name,folder,files,key,classes", [
+    ("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10),
+    ("cifar100", "cifar-100-python", ["train", "test"], b"fine_labels", 100),
+])
+def test_cifar_pickles(tmp_path, name, folder, files, key, classes):
+    (tmp_path / folder).mkdir()
+    for i, file in enumerate(files):
+        data = np.full((4, 3072), i, np.uint8)
+        data[:, 1024:] = 200  # green and blue planes: checks the channel-major layout
+        (tmp_path / folder / file).write_bytes(pickle.dumps({b"data": data, key: [classes - 1, 0, 1, 2]}))
+    train, test, info = load_dataset(name, tmp_path, verify=False)
+    assert train.images.shape == (4 * (len(files) - 1), 3, 32, 32) and test.images.shape == (4, 3, 32, 32)
+    assert train.images[0, 0].unique().tolist() == [0] and train.images[0, 1:].unique().tolist() == [200]
+    assert train.labels[:4].tolist() == [classes - 1, 0, 1, 2] and info.num_classes == classes
+    with pytest.raises(DatasetError, match="checksum"):
+        load_dataset(name, tmp_path)
+
+
+def test_image_folder(tmp_path):
+    for split in ("train", "test"):
+        for label, cls in enumerate(("cat", "dog")):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8, 3), 40 * label + i, np.uint8)).save(tmp_path / split / cls / f"{i}.png")
+    train, test, info = load_dataset("image_folder", tmp_path)
+    assert train.images.shape == (6, 3, 8, 8) and train.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert info.num_classes == 2 and info.mean[0] == pytest.approx(train.images.float().mean().item() / 255, rel=1e-5)
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(tmp_path / "train/cat/odd.png")
+    with pytest.raises(DatasetError, match="odd.png"):
+        load_dataset("image_folder", tmp_path)
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_passes_its_checksums():
+    train, test, info = load_dataset("fashion_mnist")
+    assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
+    assert train.labels.bincount().tolist() == [6000] * 10
+
+
+def toy(n_train=100, n_test=50, classes=5, size=28):
+    g = torch.Generator().manual_seed(1)
+    make = lambda n: Split(torch.randint(0, 256, (n, 1, size, size), generator=g, dtype=torch.uint8),  # noqa: E731
+                           torch.arange(n) % classes)
+    return make(n_train), make(n_test), DatasetInfo("toy", classes, 1, size, (0.5,), (0.25,))
+
+
+def test_subsets_are_stratified_fixed_and_validation_is_disjoint():
+    a = DeviceData(*toy(), train_subset=60, test_subset=20, validation=10)
+    b = DeviceData(*toy(), train_subset=60, test_subset=20, validation=10)
+    assert (a.n_train, a.n_val, a.n_test) == (50, 10, 20)
+    assert a.splits["train"][1].bincount().tolist() == [10] * 5 and a.splits["val"][1].bincount().tolist() == [2] * 5
+    assert all(torch.equal(a.splits[s][0], b.splits[s][0]) for s in a.splits)
+    train_rows = {tuple(x.flatten().tolist()) for x in a.splits["train"][0]}
+    assert not train_rows & {tuple(x.flatten().tolist()) for x in a.splits["val"][0]}
+
+
+def test_padding_and_normalisation():
+    train, test, info = toy()
+    data = DeviceData(train, test, info, pad_to=32)
+    images = data.splits["train"][0]
+    assert data.image_size == 32 and torch.equal(images[:, :, 2:30, 2:30], train.images)
+    assert images[:, :, :2].eq(0).all() and images[:, :, :, 30:].eq(0).all()
+    x, _ = next(data.eval_batches("train"))
+    assert torch.allclose(x, (images.float() / 255 - 0.5) / 0.25, atol=1e-6)
+    half, _ = next(DeviceData(train, test, info, normalization="half").eval_batches("test"))
+    assert torch.allclose(half, (test.images.float() / 255 - 0.5) / 0.5, atol=1e-6)
+
+
+def test_an_epoch_covers_every_image_once_and_repeats_with_the_seed():
+    data = DeviceData(*toy(), crop_padding=2, flip=True)
+    epoch = lambda: list(data.train_batches(32, torch.Generator().manual_seed(3)))  # noqa: E731
+    first, again = epoch(), epoch()
+    assert [len(b[1]) for b in first] == [32, 32, 32, 4]
+    assert sorted(torch.cat([b[2] for b in first]).tolist()) == list(range(100))
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(first, again))
+    assert torch.equal(first[0][1], data.splits["train"][1][first[0][2]])
+
+
+def test_random_crop_flip_equals_the_per_sample_crop():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 3, 8, 8), generator=g, dtype=torch.uint8)
+    oy, ox = torch.randint(0, 9, (2, 6), generator=g)
+    flip = torch.tensor([True, False, True, False, False, True])
+    out = random_crop_flip(x, oy, ox, flip, 4)
+    for i in range(6):
+        crop = torch.nn.functional.pad(x[i], (4,) * 4)[:, oy[i]:oy[i] + 8, ox[i]:ox[i] + 8]
+        assert torch.equal(out[i], crop.flip(-1) if flip[i] else crop)
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(DatasetError, match="only 100 are available"):
+        DeviceData(*toy(), train_subset=101)
+    with pytest.raises(DatasetError, match="normalization"):
+        DeviceData(*toy(), normalization="imagenet")
+    with pytest.raises(DatasetError, match="pad_to"):
+        DeviceData(*toy(), pad_to=16)
+    data = DeviceData(*toy())
+    with pytest.raises(DatasetError, match="validation"):
+        next(data.eval_batches("val"))
+    with pytest.raises(DatasetError, match="split must be"):
+        next(data.eval_batches("dev"))
