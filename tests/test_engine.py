@@ -130,3 +130,12 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path):
     exploding = RunSpec.from_dict({**scratch().to_dict(), "optimizer": {"lr": 1e30}})
     with pytest.raises(TrainingError, match="not finite"):
         train_run(exploding, tmp_path / "r", tmp_path, progress=False)
+
+
+def test_a_finished_run_is_kept_and_never_overwritten_by_another_configuration(teacher):
+    before = (teacher / "t/plane4/checkpoint.pt").read_bytes()
+    again = train_run(scratch(), teacher / "t/plane4", teacher, progress=False)
+    assert again == json.loads((teacher / "t/plane4/metrics.json").read_text())
+    with pytest.raises(TrainingError, match="another configuration"):
+        train_run(scratch(epochs=3), teacher / "t/plane4", teacher, progress=False)
+    assert (teacher / "t/plane4/checkpoint.pt").read_bytes() == before

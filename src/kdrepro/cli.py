@@ -152,12 +152,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "train" and not (args.run or args.spec_json):
         parser.error("train needs a run name or --spec-json")
     from kdrepro.config import ConfigError
+    from kdrepro.data import DatasetError
+    from kdrepro.engine import CheckpointError, TrainingError
     from kdrepro.graph import SpecError
+    from kdrepro.models import ModelError
 
     try:
         args.func(args)
-    except (ConfigError, SpecError, FileNotFoundError) as err:
+    except (ConfigError, SpecError, ModelError, DatasetError, CheckpointError, TrainingError, FileNotFoundError) as err:
         raise SystemExit(f"kdrepro: {err}") from None
+    except BrokenPipeError:  # `kdrepro list runs | head`
+        sys.stdout = None
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import sys
 import time
@@ -24,6 +25,7 @@ from kdrepro.engine.checkpoint import (
     save_text,
     save_torch,
 )
+from kdrepro.engine.optim import SGD, learning_rate
 from kdrepro.graph import LABELS, RunSpec
 from kdrepro.losses import GATES, LOSSES
 from kdrepro.models import create_model
@@ -62,15 +64,10 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) 
     return models
 
 
-def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]):
-    trainable = [p for n in spec.nodes if n.trainable for p in models[n.name].parameters()]
+def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]) -> SGD:
     o = spec.optimizer
-    optimizer = torch.optim.SGD(
-        trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, foreach=True
-    )
-    gamma = spec.schedule.gamma if spec.schedule.kind != "constant" else 1.0
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, spec.scaled_milestones(), gamma=gamma)
-    return optimizer, scheduler
+    trainable = [p for n in spec.nodes if n.trainable for p in models[n.name].parameters()]
+    return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
 
 
 def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
@@ -115,11 +112,19 @@ def accuracy(model: nn.Module, data: DeviceData, split: str) -> float:
 def train_run(
     spec: RunSpec, run_dir: Path, runs_root: Path, *, device: str = "cpu", setting: str = "", progress: bool | None = None
 ) -> dict[str, Any]:
-    """Train `spec`, resuming from run_dir/resume.pt if a killed attempt left one; return the metrics."""
+    """Train `spec`, resuming from run_dir/resume.pt if a killed attempt left one; return the metrics.
+    A finished run of the same configuration is returned as it is; one of another is never overwritten."""
+    finished = run_dir / "metrics.json"
+    if finished.exists():
+        metrics = json.loads(finished.read_text())
+        if metrics["config_hash"] == spec.config_hash:
+            return metrics
+        raise TrainingError(f"{run_dir} holds a finished run of another configuration ({metrics['config_hash']}, "
+                            f"this one is {spec.config_hash}): remove it, or give this setting its own name")
     run_dir.mkdir(parents=True, exist_ok=True)
     data = load_data(spec, device)
     models = build_models(spec, data, runs_root, device)
-    optimizer, scheduler = make_optimizer(spec, models)
+    optimizer = make_optimizer(spec, models)
     trainable = [n.name for n in spec.nodes if n.trainable]
     generator = torch.Generator().manual_seed(spec.seed)
     cached = frozen_logits(spec, models, data)
@@ -127,7 +132,7 @@ def train_run(
     state = {"epoch": 0, "rows": [], "wall": 0.0, "snapshots": {}}
     resume_path = run_dir / "resume.pt"
     if resume_path.exists():
-        state = resume(resume_path, spec, models, optimizer, scheduler, generator)
+        state = resume(resume_path, spec, models, optimizer, generator)
     steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
     total_steps = spec.epochs * steps_per_epoch
     started = time.perf_counter() - state["wall"]
@@ -135,23 +140,22 @@ def train_run(
     for epoch in range(state["epoch"] + 1, spec.epochs + 1):
         for name in trainable:
             models[name].train()
+        optimizer.lr = learning_rate(spec, epoch)
         sums = torch.zeros(len(spec.edges) + 1, device=device)
         for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator)):
             progress_frac = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
             known = {name: logits[index] for name, logits in cached.items()}
             losses = edge_losses(spec, models, images, labels, progress_frac, known)
             total = torch.stack(losses).sum()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             total.backward()
             optimizer.step()
             sums += torch.stack([*losses, total]).detach() * len(labels)
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
         losses_mean = (sums / data.n_train).tolist()  # the one host sync of the epoch
         if not math.isfinite(losses_mean[-1]):
             bad = [e.label for e, v in zip(spec.edges, losses_mean) if not math.isfinite(v)]
             raise TrainingError(f"run {spec.name}: loss is not finite at epoch {epoch} (edges {bad})")
-        row: dict[str, Any] = {"epoch": epoch, "lr": lr, "loss": losses_mean[-1]}
+        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.lr, "loss": losses_mean[-1]}
         row.update({f"loss[{e.label}]": v for e, v in zip(spec.edges, losses_mean)})
         for name in trainable:
             row[f"test_acc[{name}]"] = accuracy(models[name], data, "test")
@@ -164,7 +168,7 @@ def train_run(
             state["snapshots"][epoch] = row[f"test_acc[{spec.eval_node}]"]
         save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
         state.update(epoch=epoch, wall=row["seconds"])
-        save_torch(resume_state(state, spec, models, optimizer, scheduler, generator), resume_path)
+        save_torch(resume_state(state, spec, models, optimizer, generator), resume_path)
         bar.update(row, spec.eval_node)
     bar.close()
     metrics = summarise(spec, state, frozen_acc, models, setting, device)
@@ -182,21 +186,20 @@ def checkpoint(spec: RunSpec, models: dict[str, nn.Module], epoch: int, num_clas
             "model": records[spec.eval_node], "nodes": records}
 
 
-def resume_state(state, spec, models, optimizer, scheduler, generator) -> dict[str, Any]:
+def resume_state(state, spec, models, optimizer, generator) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "config_hash": spec.config_hash,
         "state": state,
         "models": {name: m.state_dict() for name, m in models.items()},
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
         "generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
 
 
-def resume(path: Path, spec, models, optimizer, scheduler, generator) -> dict[str, Any]:
+def resume(path: Path, spec, models, optimizer, generator) -> dict[str, Any]:
     saved = load_checkpoint(path)
     if saved["config_hash"] != spec.config_hash:
         stale = path.with_name(f"resume-{saved['config_hash']}.stale.pt")
@@ -206,7 +209,6 @@ def resume(path: Path, spec, models, optimizer, scheduler, generator) -> dict[st
     for name, model in models.items():
         model.load_state_dict(saved["models"][name])
     optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
     generator.set_state(saved["generator"])
     torch.set_rng_state(saved["torch_rng"])
     if saved["cuda_rng"]:
