@@ -2,7 +2,9 @@
 #   snakemake                      everything of the setting (default: config/config.yaml)
 #   snakemake takd_table2          one table; `snakemake --list-target-rules` lists them all
 #   snakemake --configfile config/paper.yaml --workflow-profile profiles/slurm
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from kdrepro.config import validate as validate_setting
 
 min_version("9.0")
 
@@ -10,7 +12,8 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# unknown keys and bad values stop here, with the dotted key named; defaults are filled in
+config.update(validate_setting(config))
 
 
 report: "workflow/report/workflow.rst"

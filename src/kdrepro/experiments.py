@@ -95,7 +95,7 @@ class Results:
         self.registry = registry
         report = registry.config["report"]
         self.report = registry.experiments[paper]["report"] if report == "paper" else report
-        self.key, self.protocol_text = REPORT_KEYS[report]
+        self.key, self.protocol_text = REPORT_KEYS[self.report]
 
     def metrics(self, run: str) -> dict[str, Any] | None:
         path = self.registry.run_dir(run) / "metrics.json"

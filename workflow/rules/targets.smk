@@ -5,13 +5,15 @@
 rule setting_file:
     output:
         f"{RESULTS}/setting.json",
+    log:
+        f"{RESULTS}/logs/setting.log",
     localrule: True
     conda:
         "../envs/kdrepro.yaml"
     params:
         config=json.dumps(config, sort_keys=True),
     shell:
-        "printf '%s\\n' {params.config:q} > {output}"
+        "printf '%s\\n' {params.config:q} > {output} 2> {log}"
 
 
 for target in REGISTRY.targets.values():

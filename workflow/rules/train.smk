@@ -22,6 +22,8 @@ rule train:
         runtime=60,
     params:
         spec=run_spec_json,
+        setting=SETTING,
+        device=config["device"],
     shell:
-        "kdrepro train --spec-json {params.spec:q} --setting {SETTING} --device {config[device]}"
+        "kdrepro train --spec-json {params.spec:q} --setting {params.setting} --device {params.device}"
         " --threads {threads} --no-progress > {log} 2>&1"

@@ -6,7 +6,7 @@ from itertools import combinations
 from typing import Any
 
 from kdrepro.experiments import Registry, Results, Target, book
-from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule
+from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.report.claims import Claim, compare, verdict
 from kdrepro.report.figures import figure_target
@@ -25,6 +25,9 @@ def chain_specs(chain: list[str], dataset: str, seed: int, config: dict[str, Any
     protocol = experiment["protocols"][config["protocol"]]
     student = chain[-1]
     family = model_info(student)["family"]
+    if family not in protocol["families"]:
+        raise SpecError(f"takd: no training recipe for the {family!r} family of {student} "
+                        f"(add one under protocols.{config['protocol']}.families in config/experiments/takd.yaml)")
     recipe = protocol["families"][family]
     data = config["data"]
     options = lambda arch: dict(settings["model_options"].get(model_info(arch)["family"], {}))  # noqa: E731
