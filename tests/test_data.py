@@ -1,6 +1,7 @@
 """Dataset readers on fabricated files in the real on-disk formats, and the device-resident data path."""
 
 import gzip
+import importlib.util
 import pickle
 
 import numpy as np
@@ -9,8 +10,8 @@ import torch
 from PIL import Image
 
 from conftest import FASHION_MNIST
-from kdrepro.data import DatasetError, DeviceData, Split, load_dataset, random_crop_flip
-from kdrepro.data.sources import DatasetInfo
+from kdrepro.data import DATASETS, DatasetError, DatasetInfo, DeviceData, Split, load_dataset, random_crop_flip, \
+    register_dataset, stratified
 
 
 def write_idx(path, array):
@@ -40,11 +41,51 @@ def test_checksums_are_verified(fake_fashion):
         load_dataset("fashion_mnist", fake_fashion)
 
 
+def test_mnist_in_torchvisions_layout_plain_or_gzipped(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", np.full((n, 28, 28), 7))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(  # plain, as torchvision leaves it after extracting
+            np.array([2049, n], ">u4").tobytes() + (np.arange(n) % 10).astype(np.uint8).tobytes())
+    train, test, info = load_dataset("mnist", tmp_path, verify=False)
+    assert train.images.shape == (30, 1, 28, 28) and train.images.eq(7).all()
+    assert test.labels.tolist() == list(range(10))
+    assert info.mean == (0.1307,) and info.std == (0.3081,)
+
+
+def test_truncated_idx_is_reported(fake_fashion):
+    path = fake_fashion / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-1]))
+    with pytest.raises(DatasetError, match="truncated"):
+        load_dataset("fashion_mnist", fake_fashion, verify=False)
+
+
+def test_registered_loaders_are_found(tmp_path):
+    @register_dataset("tiny")
+    def tiny(root, download, verify):
+        split = Split(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 1]))
+        return split, split, DatasetInfo("tiny", 2, 1, 4, (0.0,), (1.0,))
+
+    try:
+        assert load_dataset("tiny", tmp_path)[2].name == "tiny"
+    finally:
+        del DATASETS["tiny"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("scipy") is not None, reason="scipy is installed")
+def test_svhn_without_scipy_says_what_to_install(tmp_path):
+    with pytest.raises(DatasetError, match="pip install scipy"):
+        load_dataset("svhn", tmp_path)
+
+
 def test_missing_files_say_how_to_get_them(tmp_path):
     with pytest.raises(DatasetError, match="apt install dataset-fashion-mnist"):
         load_dataset("fashion_mnist", tmp_path)
     with pytest.raises(DatasetError, match="known datasets: .*cifar10"):
         load_dataset("imagenet")
+    with pytest.raises(DatasetError, match="cifar-10-batches-py.*data.download: true"):
+        load_dataset("cifar10", tmp_path)
 
 
 @pytest.mark.parametrize("name,folder,files,key,classes", [
@@ -83,7 +124,7 @@ def test_image_folder(tmp_path):
 def test_real_fashion_mnist_passes_its_checksums():
     train, test, info = load_dataset("fashion_mnist")
     assert train.images.shape == (60000, 1, 28, 28) and test.images.shape == (10000, 1, 28, 28)
-    assert train.labels.bincount().tolist() == [6000] * 10
+    assert train.labels.bincount().tolist() == [6000] * 10 and (info.num_classes, info.size) == (10, 28)
 
 
 def toy(n_train=100, n_test=50, classes=5, size=28):
@@ -103,6 +144,18 @@ def test_subsets_are_stratified_fixed_and_validation_is_disjoint():
     assert not train_rows & {tuple(x.flatten().tolist()) for x in a.splits["val"][0]}
 
 
+def test_stratified_shares_equally_and_exhausts_small_classes():
+    labels = torch.tensor([0] * 2 + [1] * 10 + [2] * 10)
+    assert labels[stratified(labels, 12, "x")].bincount().tolist() == [2, 5, 5]
+    assert labels[stratified(labels, 7, "x")].bincount().tolist() == [2, 3, 2]  # remainder to the lowest label
+    assert torch.equal(stratified(labels, 12, "x"), stratified(labels, 12, "x"))
+
+
+def test_test_subset_does_not_depend_on_the_train_subset():
+    a, b = DeviceData(*toy(), train_subset=50, test_subset=20), DeviceData(*toy(), train_subset=80, test_subset=20)
+    assert torch.equal(a.splits["test"][0], b.splits["test"][0])
+
+
 def test_padding_and_normalisation():
     train, test, info = toy()
     data = DeviceData(train, test, info, pad_to=32)
@@ -113,6 +166,8 @@ def test_padding_and_normalisation():
     assert torch.allclose(x, (images.float() / 255 - 0.5) / 0.25, atol=1e-6)
     half, _ = next(DeviceData(train, test, info, normalization="half").eval_batches("test"))
     assert torch.allclose(half, (test.images.float() / 255 - 0.5) / 0.5, atol=1e-6)
+    plain, labels = next(DeviceData(train, test, info, normalization="none").eval_batches("train"))
+    assert torch.allclose(plain, train.images.float() / 255) and torch.equal(labels, train.labels)
 
 
 def test_an_epoch_covers_every_image_once_and_repeats_with_the_seed():
@@ -122,6 +177,8 @@ def test_an_epoch_covers_every_image_once_and_repeats_with_the_seed():
     assert [len(b[1]) for b in first] == [32, 32, 32, 4]
     assert sorted(torch.cat([b[2] for b in first]).tolist()) == list(range(100))
     assert all(torch.equal(x[0], y[0]) for x, y in zip(first, again))
+    other = list(data.train_batches(32, torch.Generator().manual_seed(4)))
+    assert not torch.equal(first[0][0], other[0][0])
     assert torch.equal(first[0][1], data.splits["train"][1][first[0][2]])
 
 

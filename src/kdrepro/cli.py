@@ -55,7 +55,7 @@ def cmd_train(args) -> None:
 
     if args.spec_json:
         spec = RunSpec.from_dict(json.loads(args.spec_json))
-        setting, device = args.setting, args.device or "cpu"
+        setting, device, precision = args.setting, args.device or "cpu", args.precision or "fp32"
     else:
         registry = registry_from(args)
         if args.run not in registry.runs:
@@ -63,14 +63,21 @@ def cmd_train(args) -> None:
             raise SystemExit(f"kdrepro: no run named {args.run!r}" + (f"; did you mean: {', '.join(close)}" if close else ""))
         spec, setting = registry.runs[args.run], registry.setting
         device = args.device or registry.config["device"]
+        precision = args.precision or registry.config["precision"]
         missing = [d for d in spec.dependencies if not (registry.run_dir(d) / "checkpoint.pt").exists()]
         if missing:
             raise SystemExit(f"kdrepro: {spec.name} needs these runs first: {', '.join(missing)} (or use snakemake)")
     torch.set_num_threads(args.threads)
     runs_root = Path("results") / setting / "runs"
     metrics = train_run(spec, runs_root / spec.name, runs_root, device=resolve_device(device), setting=setting,
-                        progress=False if args.no_progress else None)
+                        progress=False if args.no_progress else None, precision=precision)
     print(json.dumps({k: metrics[k] for k in ("run", "final_test_acc", "best_test_acc", "wall_seconds")}))
+
+
+def cmd_bench(args) -> None:
+    from kdrepro.bench import main as bench
+
+    bench(args)
 
 
 def cmd_list(args) -> None:
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--setting", default="default", help="setting name, with --spec-json")
     train.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
     train.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    train.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast on CUDA (default: the setting's)")
     train.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a bar")
     train.set_defaults(func=cmd_train)
 
@@ -147,6 +155,18 @@ def main(argv: list[str] | None = None) -> None:
     status = with_config(sub.add_parser("status", help="show which runs are done, partial or to do"))
     status.add_argument("pattern", nargs="?", help="only runs whose name contains this")
     status.set_defaults(func=cmd_status)
+
+    bench = sub.add_parser("bench", help="time our KD epoch against the official codebases' loop")
+    bench.add_argument("--preset", choices=["gpu", "cpu"], default="cpu",
+                       help="gpu: resnet56->resnet20, CIFAR-100-shaped, crop+flip, bf16; cpu: plane10->plane2, Fashion-MNIST")
+    bench.add_argument("--device", default="cpu")
+    bench.add_argument("--images", type=int, default=10000, help="images per timed epoch")
+    bench.add_argument("--batch-size", type=int, default=128)
+    bench.add_argument("--repeats", type=int, default=3, help="timed epochs per loop, after one warm-up")
+    bench.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop")
+    bench.add_argument("--compile", metavar="MODE", help="torch.compile our models (e.g. reduce-overhead: CUDA graphs)")
+    bench.add_argument("--json", help="also write the report here")
+    bench.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
     if args.command == "train" and not (args.run or args.spec_json):

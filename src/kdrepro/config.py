@@ -6,7 +6,6 @@ import copy
 from pathlib import Path
 from typing import Any, Iterable
 
-import jsonschema
 import yaml
 
 SCHEMA = Path("workflow/schemas/config.schema.yaml")
@@ -26,6 +25,8 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def _with_defaults(validator_class):
     """A validator that also fills `default:` values in, as snakemake.utils.validate does."""
+    import jsonschema  # imported here: training processes never validate and skip its import time
+
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -41,7 +42,9 @@ def _with_defaults(validator_class):
 def validate(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
     schema = yaml.safe_load(schema_path.read_text())
     config = copy.deepcopy(config)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    from jsonschema import Draft202012Validator
+
+    validator = _with_defaults(Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]

@@ -24,6 +24,7 @@ rule train:
         spec=run_spec_json,
         setting=SETTING,
         device=config["device"],
+        precision=config["precision"],
     shell:
         "kdrepro train --spec-json {params.spec:q} --setting {params.setting} --device {params.device}"
-        " --threads {threads} --no-progress > {log} 2>&1"
+        " --precision {params.precision} --threads {threads} --no-progress > {log} 2>&1"

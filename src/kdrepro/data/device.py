@@ -14,19 +14,22 @@ NORMALIZATIONS = ("dataset", "half", "none")
 SUBSET_SEED = 0  # subsets and the validation split are fixed per setting, not per run seed
 
 
-def stratified(labels: torch.Tensor, n: int | None, generator: torch.Generator, what: str) -> torch.Tensor:
-    """Indices (sorted) of n samples keeping the class proportions; largest remainders get the rest."""
+def stratified(labels: torch.Tensor, n: int | None, what: str) -> torch.Tensor:
+    """Sorted indices of exactly n samples, shared as equally over the classes as their sizes allow
+    (lowest labels take the remainder); drawn from a generator seeded SUBSET_SEED, so a setting
+    always sees the same images whatever the run seed."""
     if n is None:
         return torch.arange(len(labels))
     if n > len(labels):
         raise DatasetError(f"{what} of {n} images asked for, but only {len(labels)} are available")
-    classes, counts = labels.unique(return_counts=True)
-    exact = counts.double() * n / len(labels)
-    quota = exact.floor().long()
-    quota[(exact - quota).argsort(descending=True, stable=True)[: n - int(quota.sum())]] += 1
-    order = torch.randperm(len(labels), generator=generator)
-    chosen = [order[labels[order] == c][:q] for c, q in zip(classes, quota)]
-    return torch.cat(chosen).sort().values
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SUBSET_SEED))
+    _, klass, counts = labels[order].unique(return_inverse=True, return_counts=True)
+    grouped = klass.argsort(stable=True)  # grouped by class, shuffled order kept within a class
+    rank = torch.empty_like(klass)
+    rank[grouped] = torch.arange(len(klass)) - (counts.cumsum(0) - counts)[klass[grouped]]
+    # round robin: every class's first draw, then every class's second, ... (a small class just runs out)
+    take = (rank * len(counts) + klass).argsort()[:n]
+    return order[take].sort().values
 
 
 def random_crop_flip(x: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.Tensor, flip: torch.Tensor,
@@ -44,6 +47,10 @@ def random_crop_flip(x: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.
 
 
 class DeviceData:
+    """Train, validation and test split as uint8 tensors on `device`, moved there once; every batch is
+    cast to float32 and normalised there: "dataset" (x/255 - mean)/std, "half" (x/255 - 0.5)/0.5
+    (TAKD), "none" x/255. Images smaller than `pad_to` are zero-padded to it once, here."""
+
     def __init__(self, train: Split, test: Split, info: DatasetInfo, *, device: str | torch.device = "cpu",
                  normalization: str = "dataset", pad_to: int | None = None, crop_padding: int = 0, flip: bool = False,
                  train_subset: int | None = None, test_subset: int | None = None, validation: int = 0):
@@ -53,15 +60,14 @@ class DeviceData:
             raise DatasetError(f"pad_to={pad_to} is smaller than the {info.size}x{info.size} images of {info.name}")
         self.info, self.device = info, torch.device(device)
         self.crop_padding, self.flip = crop_padding, flip
-        generator = torch.Generator().manual_seed(SUBSET_SEED)
-        keep = stratified(train.labels, train_subset, generator, f"{info.name}: train_subset")
+        keep = stratified(train.labels, train_subset, f"{info.name}: train_subset")
         train = Split(train.images[keep], train.labels[keep])
         if validation >= len(train.labels):
             raise DatasetError(f"validation={validation} leaves no training images out of {len(train.labels)}")
-        val_index = stratified(train.labels, validation, generator, "validation") if validation else torch.zeros(0, dtype=torch.long)
         is_val = torch.zeros(len(train.labels), dtype=torch.bool)
-        is_val[val_index] = True
-        test_index = stratified(test.labels, test_subset, generator, f"{info.name}: test_subset")
+        is_val[stratified(train.labels, validation, "validation")] = True
+        # each split draws on its own, so the test images do not change with train_subset
+        test_index = stratified(test.labels, test_subset, f"{info.name}: test_subset")
         extra = (pad_to or info.size) - info.size
         pad = (extra // 2, extra - extra // 2) * 2  # left, right, top, bottom
         self.splits = {
@@ -72,7 +78,8 @@ class DeviceData:
                 ("test", test.images[test_index], test.labels[test_index]),
             ]
         }
-        mean, std = {"dataset": (info.mean, info.std), "half": ((0.5,), (0.5,)), "none": ((0.0,), (1.0,))}[normalization]
+        mean, std = {"dataset": (info.mean, info.std), "half": ((0.5,), (0.5,)),
+                     "none": ((0.0,), (1.0,))}[normalization]
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
 
@@ -88,17 +95,21 @@ class DeviceData:
         return (images.float() - self.mean) / self.std
 
     def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
-        """One epoch of (images, labels, indices into the train split) in an order drawn from `generator`; the last batch may be short."""
+        """One epoch of (images, labels, indices into the train split; the engine looks cached logits up by
+        them) in an order drawn from `generator`, the last batch short; crops and flips come from it too."""
         images, labels = self.splits["train"]
-        order = torch.randperm(self.n_train, generator=generator)
+        # every random draw of the epoch is made up front and moved once: a host-to-device copy
+        # inside the loop would make the host wait for the device at every step
+        order = torch.randperm(self.n_train, generator=generator).to(self.device)
+        if self.augmented:
+            offsets = torch.randint(0, 2 * self.crop_padding + 1, (2, self.n_train), generator=generator).to(self.device)
+            flips = ((torch.rand(self.n_train, generator=generator) < 0.5) & self.flip).to(self.device)
         for start in range(0, self.n_train, batch_size):
-            index = order[start:start + batch_size].to(self.device)
+            index = order[start:start + batch_size]
             batch = images[index]
             if self.augmented:
-                n, p = len(index), self.crop_padding
-                offsets = torch.randint(0, 2 * p + 1, (2, n), generator=generator).to(self.device)
-                flips = (torch.rand(n, generator=generator) < 0.5) & self.flip
-                batch = random_crop_flip(batch, offsets[0], offsets[1], flips.to(self.device), p)
+                cut = slice(start, start + batch_size)
+                batch = random_crop_flip(batch, offsets[0, cut], offsets[1, cut], flips[cut], self.crop_padding)
             yield self.normalize(batch), labels[index], index
 
     def eval_batches(self, split: str = "test", batch_size: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -37,13 +37,14 @@ class DatasetInfo:
     std: tuple[float, ...]
 
 
-Loader = Callable[[Path, bool, bool], tuple[Split, Split, DatasetInfo]]
+Loaded = tuple[Split, Split, DatasetInfo]  # train, test, info
+Loader = Callable[[Path, bool, bool], Loaded]
 DATASETS: dict[str, Loader] = {}
 CACHE = Path.home() / ".cache" / "kdrepro"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-def register_dataset(name: str):
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
     """Decorator: `loader(root, download, verify) -> (train, test, info)`."""
 
     def add(loader: Loader) -> Loader:
@@ -60,7 +61,7 @@ def default_root(name: str) -> Path:
 
 
 def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
-                 verify: bool = True) -> tuple[Split, Split, DatasetInfo]:
+                 verify: bool = True) -> Loaded:
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
     return DATASETS[name](Path(root) if root else default_root(name), download, verify)
@@ -71,20 +72,16 @@ def md5(data: bytes) -> str:
 
 
 def check_md5(path: Path, accepted: set[str], *payloads: bytes) -> None:
-    """Pass when the file's md5, or the md5 of its decompressed payload, is a published one
-    (Debian re-compresses Fashion-MNIST, so only the payload matches upstream there)."""
+    """Pass when the md5 of the file, or of its decompressed payload, is one of `accepted`."""
     found = {md5(path.read_bytes()), *(md5(p) for p in payloads)}
     if not found & accepted:
         raise DatasetError(f"checksum mismatch for {path}: expected one of {sorted(accepted)}, found {sorted(found)}; "
                            "the file is corrupt or not the published one (delete it and fetch it again)")
 
 
-def find_file(root: Path, names: list[str], subdirs: list[str], dataset: str, how: str) -> Path:
-    for sub in ["", *subdirs]:
-        for name in names:
-            if (root / sub / name).exists():
-                return root / sub / name
-    raise DatasetError(f"{dataset}: none of {names} under {root} (or {subdirs}); {how}")
+def find_file(root: Path, names: list[str], subdirs: list[str]) -> Path | None:
+    """The first of `names` under root or one of its `subdirs` (torchvision's download layouts)."""
+    return next((root / sub / name for sub in ["", *subdirs] for name in names if (root / sub / name).exists()), None)
 
 
 def fetch_with_torchvision(dataset_class: str, root: Path, **kwargs) -> None:
@@ -95,7 +92,9 @@ def fetch_with_torchvision(dataset_class: str, root: Path, **kwargs) -> None:
 
 
 # ---- idx: MNIST and Fashion-MNIST --------------------------------------------------------------
-IDX = {  # file stem -> accepted md5s (torchvision's .gz files and the decompressed payloads)
+# file stem -> accepted md5s: torchvision's .gz files, and for Fashion-MNIST also the decompressed payloads
+# (Debian re-gzips them). MNIST's payload md5s are not published, so its plain files need verify=False.
+IDX = {
     "fashion_mnist": {
         "train-images-idx3-ubyte": {"8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"},
         "train-labels-idx1-ubyte": {"25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"},
@@ -112,6 +111,7 @@ IDX = {  # file stem -> accepted md5s (torchvision's .gz files and the decompres
 
 
 def read_idx(path: Path, accepted: set[str] | None) -> np.ndarray:
+    """An idx file (gzipped or plain): big-endian magic 0x0000 08 <ndim>, ndim sizes, then the bytes."""
     raw = path.read_bytes()
     payload = gzip.decompress(raw) if path.suffix == ".gz" else raw
     if accepted is not None:
@@ -121,25 +121,34 @@ def read_idx(path: Path, accepted: set[str] | None) -> np.ndarray:
     if magic >> 8 != 0x08:  # 0x08 = unsigned byte data
         raise DatasetError(f"{path} is not an idx file of unsigned bytes (magic {magic:#x})")
     shape = np.frombuffer(payload[4:4 + 4 * ndim], ">u4").astype(int)
+    if len(payload) != 4 + 4 * ndim + shape.prod():
+        raise DatasetError(f"{path} is truncated: its header announces shape {tuple(shape)}")
     return np.frombuffer(payload, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def idx_dataset(name: str, torchvision_class: str, mean: float, std: float) -> Loader:
-    def load(root: Path, download: bool, verify: bool):
-        subdirs = [f"{torchvision_class}/raw"]
-        how = (f"install Debian's dataset-fashion-mnist (`apt install dataset-fashion-mnist`), " if name == "fashion_mnist" else "")
-        how += f"set data.roots.{name} to the folder holding the files, or data.download: true"
+    subdirs = [f"{torchvision_class}/raw"]
+    how = f"set data.roots.{name} to the folder holding them, or data.download: true"
+    if name == "fashion_mnist":
+        how = f"install Debian's package (`apt install dataset-fashion-mnist`), {how}"
 
-        def read(stem: str) -> np.ndarray:
-            path = find_file(root, [stem + ".gz", stem], subdirs, name, how)
-            return read_idx(path, IDX[name][stem] if verify else None)
+    def load(root: Path, download: bool, verify: bool) -> Loaded:
+        def locate() -> dict[str, Path | None]:
+            return {stem: find_file(root, [stem + ".gz", stem], subdirs) for stem in IDX[name]}
 
-        if download and not any((root / s / "train-images-idx3-ubyte.gz").exists() for s in ["", *subdirs]):
+        paths = locate()
+        if download and None in paths.values():
             fetch_with_torchvision(torchvision_class, root)
-        splits = [Split(torch.from_numpy(read(f"{p}-images-idx3-ubyte").copy()).unsqueeze(1),
-                        torch.from_numpy(read(f"{p}-labels-idx1-ubyte").astype(np.int64)))
-                  for p in ("train", "t10k")]
-        return splits[0], splits[1], DatasetInfo(name, 10, 1, splits[0].images.shape[-1], (mean,), (std,))
+            paths = locate()
+        missing = [stem for stem, path in paths.items() if path is None]
+        if missing:
+            raise DatasetError(f"{name}: {', '.join(missing)} (.gz or plain) not found in {root} "
+                               f"or {root / subdirs[0]}; {how}")
+        arrays = {stem: read_idx(path, IDX[name][stem] if verify else None) for stem, path in paths.items()}
+        train, test = (Split(torch.from_numpy(arrays[f"{p}-images-idx3-ubyte"].copy()).unsqueeze(1),
+                             torch.from_numpy(arrays[f"{p}-labels-idx1-ubyte"].astype(np.int64)))
+                       for p in ("train", "t10k"))
+        return train, test, DatasetInfo(name, 10, 1, train.images.shape[-1], (mean,), (std,))
 
     return load
 
@@ -151,7 +160,7 @@ register_dataset("mnist")(idx_dataset("mnist", "MNIST", 0.1307, 0.3081))
 # ---- CIFAR-10 / CIFAR-100: python pickles --------------------------------------------------------
 def cifar_dataset(name: str, torchvision_class: str, folder: str, label_key: bytes, num_classes: int,
                   mean: tuple[float, ...], std: tuple[float, ...]) -> Loader:
-    def load(root: Path, download: bool, verify: bool):
+    def load(root: Path, download: bool, verify: bool) -> Loaded:
         import torchvision.datasets
 
         cls = getattr(torchvision.datasets, torchvision_class)
@@ -185,7 +194,7 @@ register_dataset("cifar100")(cifar_dataset("cifar100", "CIFAR100", "cifar-100-py
 
 # ---- SVHN: MATLAB files ----------------------------------------------------------------------------
 @register_dataset("svhn")
-def load_svhn(root: Path, download: bool, verify: bool):
+def load_svhn(root: Path, download: bool, verify: bool) -> Loaded:
     import torchvision.datasets
 
     try:
@@ -206,28 +215,32 @@ def load_svhn(root: Path, download: bool, verify: bool):
         labels = torch.from_numpy(mat["y"].astype(np.int64).squeeze(1) % 10)  # the digit 0 is stored as 10
         return Split(torch.from_numpy(np.ascontiguousarray(mat["X"].transpose(3, 2, 0, 1))), labels)
 
-    return read("train"), read("test"), DatasetInfo("svhn", 10, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
+    info = DatasetInfo("svhn", 10, 3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970))
+    return read("train"), read("test"), info
 
 
 # ---- a user's own images -----------------------------------------------------------------------
 @register_dataset("image_folder")
-def load_image_folder(root: Path, download: bool, verify: bool):
+def load_image_folder(root: Path, download: bool, verify: bool) -> Loaded:
     """root/train/<class>/*.png and root/test/<class>/*.png (torchvision's ImageFolder layout)."""
     from PIL import Image
 
     if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DatasetError(f"image_folder: {root} needs train/ and test/ folders of class folders; set data.roots.image_folder")
+        raise DatasetError(f"image_folder: {root} needs train/ and test/ folders of class folders; "
+                           "set data.roots.image_folder")
     classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
 
     def read(split: str) -> Split:
         images, labels, shape = [], [], None
         for label, cls in enumerate(classes):
             for path in sorted((root / split / cls).glob("*")):
-                array = np.asarray(Image.open(path).convert("RGB"))
+                with Image.open(path) as image:
+                    array = np.asarray(image.convert("RGB"))
                 if shape is None:
                     shape = array.shape
                 if array.shape != shape:
-                    raise DatasetError(f"image_folder: {path} is {array.shape[:2]}, others are {shape[:2]}; resize them to one size")
+                    raise DatasetError(f"image_folder: {path} is {array.shape[:2]}, others are {shape[:2]}; "
+                                       "resize them to one size")
                 images.append(array)
                 labels.append(label)
         if not images:

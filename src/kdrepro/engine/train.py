@@ -26,7 +26,7 @@ from kdrepro.engine.checkpoint import (
     save_torch,
 )
 from kdrepro.engine.optim import SGD, learning_rate
-from kdrepro.graph import LABELS, RunSpec
+from kdrepro.graph import LABELS, Node, RunSpec
 from kdrepro.losses import GATES, LOSSES
 from kdrepro.models import create_model
 
@@ -58,10 +58,21 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) 
         if source:
             name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
             model.load_state_dict(load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes))
-        if not node.trainable:
-            model.requires_grad_(False).eval()
-        models[node.name] = model.to(device)
+        models[node.name] = prepare_model(model, node, device)
     return models
+
+
+def prepare_model(model: nn.Module, node: Node, device: str | torch.device, compile_mode: str | None = None) -> nn.Module:
+    """On the device, channels-last on CUDA (faster convolutions; on CPU it crashed oneDNN for 4-channel
+    layers here); a frozen node is fixed in inference mode (BN running statistics). `compile_mode`
+    compiles in place (state-dict keys unchanged), e.g. "reduce-overhead" for CUDA graphs."""
+    layout = torch.channels_last if torch.device(device).type == "cuda" else torch.contiguous_format
+    model = model.to(device, memory_format=layout)
+    if not node.trainable:
+        model.requires_grad_(False).eval()
+    if compile_mode:
+        model.compile(mode=compile_mode)
+    return model
 
 
 def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]) -> SGD:
@@ -88,6 +99,33 @@ def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tenso
     return losses
 
 
+def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, data: DeviceData,
+                generator: torch.Generator, cached: dict[str, torch.Tensor], epoch: int,
+                precision: str = "fp32") -> list[float]:
+    """One epoch over the training split; returns each edge's mean loss and the total's. The loop
+    never waits for the device: losses are summed there and read once at the end."""
+    for node in spec.nodes:
+        models[node.name].train(node.trainable)
+    optimizer.lr = learning_rate(spec, epoch)
+    steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
+    total_steps = spec.epochs * steps_per_epoch
+    sums = torch.zeros(len(spec.edges) + 1, device=data.device)
+    autocast = torch.autocast("cuda", torch.bfloat16, enabled=precision == "bf16" and data.device.type == "cuda")
+    for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator)):
+        progress = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
+        known = {name: logits[index] for name, logits in cached.items()}
+        if data.device.type == "cuda":  # a new step for models compiled into CUDA graphs
+            torch.compiler.cudagraph_mark_step_begin()
+        with autocast:
+            losses = edge_losses(spec, models, images, labels, progress, known)
+        total = torch.stack(losses).sum()
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        sums += torch.stack([*losses, total]).detach().float() * len(labels)
+    return (sums / data.n_train).tolist()
+
+
 @torch.no_grad()
 def frozen_logits(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData) -> dict[str, torch.Tensor]:
     """Without augmentation a frozen node sees the same image every epoch: compute its logits once."""
@@ -110,7 +148,8 @@ def accuracy(model: nn.Module, data: DeviceData, split: str) -> float:
 
 
 def train_run(
-    spec: RunSpec, run_dir: Path, runs_root: Path, *, device: str = "cpu", setting: str = "", progress: bool | None = None
+    spec: RunSpec, run_dir: Path, runs_root: Path, *, device: str = "cpu", setting: str = "", progress: bool | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Train `spec`, resuming from run_dir/resume.pt if a killed attempt left one; return the metrics.
     A finished run of the same configuration is returned as it is; one of another is never overwritten."""
@@ -122,6 +161,7 @@ def train_run(
         raise TrainingError(f"{run_dir} holds a finished run of another configuration ({metrics['config_hash']}, "
                             f"this one is {spec.config_hash}): remove it, or give this setting its own name")
     run_dir.mkdir(parents=True, exist_ok=True)
+    precision = precision if torch.device(device).type == "cuda" else "fp32"  # bf16 is a CUDA fast path
     data = load_data(spec, device)
     models = build_models(spec, data, runs_root, device)
     optimizer = make_optimizer(spec, models)
@@ -133,25 +173,10 @@ def train_run(
     resume_path = run_dir / "resume.pt"
     if resume_path.exists():
         state = resume(resume_path, spec, models, optimizer, generator)
-    steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
-    total_steps = spec.epochs * steps_per_epoch
     started = time.perf_counter() - state["wall"]
     bar = Progress(spec, state["epoch"], progress)
     for epoch in range(state["epoch"] + 1, spec.epochs + 1):
-        for name in trainable:
-            models[name].train()
-        optimizer.lr = learning_rate(spec, epoch)
-        sums = torch.zeros(len(spec.edges) + 1, device=device)
-        for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator)):
-            progress_frac = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
-            known = {name: logits[index] for name, logits in cached.items()}
-            losses = edge_losses(spec, models, images, labels, progress_frac, known)
-            total = torch.stack(losses).sum()
-            optimizer.zero_grad()
-            total.backward()
-            optimizer.step()
-            sums += torch.stack([*losses, total]).detach() * len(labels)
-        losses_mean = (sums / data.n_train).tolist()  # the one host sync of the epoch
+        losses_mean = train_epoch(spec, models, optimizer, data, generator, cached, epoch, precision)
         if not math.isfinite(losses_mean[-1]):
             bad = [e.label for e, v in zip(spec.edges, losses_mean) if not math.isfinite(v)]
             raise TrainingError(f"run {spec.name}: loss is not finite at epoch {epoch} (edges {bad})")
@@ -171,7 +196,7 @@ def train_run(
         save_torch(resume_state(state, spec, models, optimizer, generator), resume_path)
         bar.update(row, spec.eval_node)
     bar.close()
-    metrics = summarise(spec, state, frozen_acc, models, setting, device)
+    metrics = summarise(spec, state, frozen_acc, models, setting, device) | {"precision": precision}
     save_torch(checkpoint(spec, models, spec.epochs, data.num_classes), run_dir / "checkpoint.pt")
     save_json(spec.to_dict(), run_dir / "spec.json")
     save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
