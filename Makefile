@@ -4,6 +4,8 @@
 # Both create .venv from the pinned requirements and make sure Fashion-MNIST is on disk first.
 VENV ?= .venv
 CORES ?= 2
+# the workflow's jobs call the `kdrepro` command: the venv's bin comes first on their PATH
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: run test setup
 run: setup
