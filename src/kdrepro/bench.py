@@ -121,20 +121,30 @@ def reference_epoch(teacher: nn.Module, student: nn.Module, train: Split, info: 
     optimizer = torch.optim.SGD(student.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     kl, tau = nn.KLDivLoss(reduction="batchmean"), spec.edges[1].options["temperature"]
     student.train(), teacher.eval()
+
+    def epoch() -> None:
+        running = 0.0
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            out = student(x)
+            with torch.no_grad():
+                soft = teacher(x)
+            loss = 0.5 * F.cross_entropy(out, y) + 0.5 * tau**2 * kl(F.log_softmax(out / tau, 1), F.softmax(soft / tau, 1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running += loss.item()  # the per-step host sync of the official loops
+
+    return timed(epoch, device)[1]
+
+
+def timed(fn, device: torch.device) -> tuple[Any, float]:
+    """fn's result and its wall-clock seconds, with the device's queue drained on both sides."""
     sync(device)
-    start, running = time.perf_counter(), 0.0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        out = student(x)
-        with torch.no_grad():
-            soft = teacher(x)
-        loss = 0.5 * F.cross_entropy(out, y) + 0.5 * tau**2 * kl(F.log_softmax(out / tau, 1), F.softmax(soft / tau, 1))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        running += loss.item()
+    start = time.perf_counter()
+    out = fn()
     sync(device)
-    return time.perf_counter() - start
+    return out, time.perf_counter() - start
 
 
 def ours_epoch(models: dict[str, nn.Module], data: DeviceData, spec: RunSpec, device: torch.device, precision: str,
@@ -143,19 +153,7 @@ def ours_epoch(models: dict[str, nn.Module], data: DeviceData, spec: RunSpec, de
 
     optimizer = make_optimizer(spec, models)
     generator = torch.Generator().manual_seed(0)
-    sync(device)
-    start = time.perf_counter()
-    train_epoch(spec, models, optimizer, data, generator, cached, 1, precision)
-    sync(device)
-    return time.perf_counter() - start
-
-
-def timed(fn, device: torch.device) -> tuple[Any, float]:
-    sync(device)
-    start = time.perf_counter()
-    out = fn()
-    sync(device)
-    return out, time.perf_counter() - start
+    return timed(lambda: train_epoch(spec, models, optimizer, data, generator, cached, 1, precision), device)[1]
 
 
 def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, repeats: int, workers: int,

@@ -169,7 +169,7 @@ def train_run(
     generator = torch.Generator().manual_seed(spec.seed)
     cached = frozen_logits(spec, models, data)
     frozen_acc = {n.name: accuracy(models[n.name], data, "test") for n in spec.nodes if not n.trainable}
-    state = {"epoch": 0, "rows": [], "wall": 0.0, "snapshots": {}}
+    state = fresh_state()
     resume_path = run_dir / "resume.pt"
     if resume_path.exists():
         state = resume(resume_path, spec, models, optimizer, generator)
@@ -199,6 +199,7 @@ def train_run(
     metrics = summarise(spec, state, frozen_acc, models, setting, device) | {"precision": precision}
     save_torch(checkpoint(spec, models, spec.epochs, data.num_classes), run_dir / "checkpoint.pt")
     save_json(spec.to_dict(), run_dir / "spec.json")
+    # again here: a rerun deletes its outputs first, and one killed after its last epoch resumes with no epoch to train
     save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
     save_json(metrics, run_dir / "metrics.json")
     resume_path.unlink(missing_ok=True)
@@ -209,6 +210,11 @@ def checkpoint(spec: RunSpec, models: dict[str, nn.Module], epoch: int, num_clas
     records = {n.name: model_record(n.arch, n.options, num_classes, models[n.name]) for n in spec.nodes if n.trainable}
     return {"format": FORMAT, "run": spec.name, "config_hash": spec.config_hash, "epoch": epoch,
             "model": records[spec.eval_node], "nodes": records}
+
+
+def fresh_state() -> dict[str, Any]:
+    """Progress of a run that has trained no epoch yet."""
+    return {"epoch": 0, "rows": [], "wall": 0.0, "snapshots": {}}
 
 
 def resume_state(state, spec, models, optimizer, generator) -> dict[str, Any]:
@@ -230,7 +236,7 @@ def resume(path: Path, spec, models, optimizer, generator) -> dict[str, Any]:
         stale = path.with_name(f"resume-{saved['config_hash']}.stale.pt")
         path.rename(stale)
         print(f"[kdrepro] {path} belongs to another configuration; kept as {stale.name}, starting afresh", file=sys.stderr)
-        return {"epoch": 0, "rows": [], "wall": 0.0, "snapshots": {}}
+        return fresh_state()
     for name, model in models.items():
         model.load_state_dict(saved["models"][name])
     optimizer.load_state_dict(saved["optimizer"])
