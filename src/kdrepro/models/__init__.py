@@ -1,6 +1,6 @@
 """Architectures: one registry, one constructor signature, hooks for intermediate features."""
 
-from kdrepro.models import plane, resnet  # noqa: F401  (registers the builders)
+from kdrepro.models import densenet, googlenet, mobilenetv2, plane, resnet, resnet_imagenet, resnext, shufflenetv2  # noqa: F401  (registers the builders)
 from kdrepro.models.features import PENULTIMATE, FeatureTap
 from kdrepro.models.registry import (
     MODELS,

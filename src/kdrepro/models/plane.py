@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from kdrepro.models.registry import ModelError, register_model
+from kdrepro.models.registry import ModelError, register_model, scaled
 
 # (conv channels with "M" for pools, hidden FC widths)
 BOOKS = {
@@ -29,10 +29,6 @@ BOOKS = {
         10: ([32, 32, "M", 64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"], [512]),
     },
 }
-
-
-def scaled(channels: int, width: float) -> int:
-    return max(1, round(channels * width))
 
 
 class PlainCNN(nn.Module):

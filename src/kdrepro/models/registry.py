@@ -34,6 +34,11 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {}
 
 
+def scaled(channels: int, width: float, multiple: int = 1) -> int:
+    """`channels` times the width option, rounded to a multiple of `multiple` (groups, channel splits), at least one."""
+    return max(multiple, round(channels * width / multiple) * multiple)
+
+
 def register_model(name: str, *, family: str, depth: int):
     """Decorator: `builder(num_classes, in_channels, image_size, **options) -> nn.Module`."""
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdrepro.models.registry import ModelError, register_model
+from kdrepro.models.registry import ModelError, register_model, scaled
 
 
 class ZeroPadShortcut(nn.Module):
@@ -52,7 +52,7 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     def __init__(self, blocks: int, num_classes: int, in_channels: int, shortcut: str, width: float):
         super().__init__()
-        widths = [max(1, round(c * width)) for c in (16, 32, 64)]
+        widths = [scaled(c, width) for c in (16, 32, 64)]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         stages, channels = [], widths[0]

@@ -41,7 +41,7 @@ def table_target(registry: "Registry", name: str, decl: dict[str, Any], paper_va
         results = Results(registry, context["paper"])
         records = []
         keys = [(row["model"], ds) for row in decl["rows"] for ds in datasets]
-        keys += [tuple(k.split("/")) for k in published if tuple(k.split("/")) not in keys]
+        keys += [tuple(k.rsplit("/", 1)) for k in published if tuple(k.rsplit("/", 1)) not in keys]
         for model, ds in keys:
             for col in decl["columns"]:
                 value, tag = published.get(f"{model}/{ds}", {}).get(col, [None, ""])
