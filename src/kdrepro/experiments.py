@@ -25,6 +25,14 @@ PAPER_VALUES_DIR = Path("config/paper_values")
 NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}
 
 # Accuracy each reporting protocol reads from metrics.json.
+SNAPSHOT = "@epoch"  # "run@epoch3": the snapshot a run saved after epoch 3 (tables read its accuracy)
+
+
+def run_of(ref: str) -> str:
+    """The run behind a reference that may name one of its snapshots."""
+    return ref.partition(SNAPSHOT)[0]
+
+
 REPORT_KEYS = {
     "best_test": ("best_test_acc", "best test accuracy over epochs"),
     "final_test": ("final_test_acc", "test accuracy after the last epoch"),
@@ -101,10 +109,14 @@ class Results:
         path = self.registry.run_dir(run) / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def accuracy(self, run: str) -> float | None:
+    def accuracy(self, ref: str) -> float | None:
+        """A run's accuracy under the protocol, or, for "run@epochN", the test accuracy of its epoch-N snapshot."""
+        run, _, epoch = ref.partition(SNAPSHOT)
         metrics = self.metrics(run)
         if metrics is None:
             return None
+        if epoch:
+            return metrics["snapshot_test_acc"][epoch]
         if self.key not in metrics:
             raise KeyError(f"run {run} has no {self.key}: the {self.report} protocol needs a validation split (data.validation > 0)")
         return metrics[self.key]
@@ -112,6 +124,18 @@ class Results:
     def stat(self, runs: list[str]) -> "Stat":
         values = [v for v in (self.accuracy(r) for r in runs) if v is not None]
         return Stat(values, missing=len(runs) - len(values))
+
+    def curves(self, runs: list[str]) -> "pd.DataFrame":
+        """Test accuracy of each run's reported node after every epoch: one column per finished run."""
+        import pandas as pd
+
+        columns = {}
+        for run in runs:
+            path = self.registry.run_dir(run) / "epochs.csv"
+            if path.exists():
+                frame = pd.read_csv(path, index_col="epoch")
+                columns[run] = frame[f"test_acc[{self.registry.runs[run].eval_node}]"]
+        return pd.DataFrame(columns)
 
 
 @dataclass

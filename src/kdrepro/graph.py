@@ -62,6 +62,7 @@ class Schedule:
     step_size: int = 0  # step: every step_size epochs of the reference schedule
     gamma: float = 0.1
     reference_epochs: int | None = None  # milestones are given for this many epochs and scale to the run's
+    warmup_epochs: int = 0  # the rate rises linearly per step over these reference epochs first (Tf-KD's WarmUpLR)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Data:
     pad_to: int | None = None
     crop_padding: int = 0
     flip: bool = False
+    rotation: float = 0.0  # random rotation within +-rotation degrees (Tf-KD's RandomRotation)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,10 @@ class RunSpec:
     optimizer: Optimizer = Optimizer()
     schedule: Schedule = Schedule()
     eval_node: str = "student"  # the node whose accuracy the run reports and whose weights later runs load
-    save_epochs: tuple[int, ...] = ()  # extra snapshots (defective teachers are early snapshots)
+    save_epochs: tuple[int, ...] = ()  # extra snapshots (defective teachers are early snapshots; 0 = the initialisation)
+    # batch sampler, {"name": "cur", "classes_per_batch": 4} (kdrepro.data.samplers); None = random
+    # order. Left out of the config hash while None, so specs written before it keep their hash.
+    sampler: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -109,7 +114,8 @@ class RunSpec:
         return sorted({r for r in runs if r})
 
     def validate(self) -> None:
-        from kdrepro.losses import GATES, LOSSES
+        from kdrepro.data.samplers import SamplerError, make_sampler
+        from kdrepro.losses import GATES, LOSS_INFO, LOSSES
         from kdrepro.losses.registry import check_options
         from kdrepro.models import ModelError, check_model_options
 
@@ -141,11 +147,27 @@ class RunSpec:
                 check_options(GATES, "gate", edge.gate, {})
             except ValueError as err:
                 raise SpecError(f"{where}: edge {edge.label}: {err}") from None
+            info = LOSS_INFO[edge.loss]
+            if info.batch and edge.gate != "through":
+                raise SpecError(f"{where}: edge {edge.label}: {edge.loss!r} is a batch-level loss (one value for the "
+                                f"whole batch), so no per-sample gate applies; its gate must be 'through', not {edge.gate!r}")
+            if info.inputs != "logits" and edge.source == LABELS:
+                raise SpecError(f"{where}: edge {edge.label}: {edge.loss!r} reads the nodes' {info.inputs}, "
+                                f"which the label node does not have")
+        if self.sampler is not None:
+            try:
+                sampler = make_sampler(self.sampler)
+            except SamplerError as err:
+                raise SpecError(f"{where}: sampler: {err}") from None
+            node = sampler.needs_embeddings
+            if node is not None and (node not in names or self.node(node).trainable):
+                raise SpecError(f"{where}: sampler {self.sampler.get('name')!r} needs the embeddings of a frozen node, "
+                                f"but {node!r} is not a frozen node of this run")
         if self.schedule.kind not in ("constant", "step", "multistep"):
             raise SpecError(f"{where}: schedule.kind must be constant, step or multistep, got {self.schedule.kind!r}")
-        bad = [e for e in self.save_epochs if not 1 <= e <= self.epochs]
+        bad = [e for e in self.save_epochs if not 0 <= e <= self.epochs]
         if bad:
-            raise SpecError(f"{where}: save_epochs {bad} outside 1..{self.epochs}")
+            raise SpecError(f"{where}: save_epochs {bad} outside 0..{self.epochs}")
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +194,8 @@ class RunSpec:
         """Hash of everything that determines the result (the data root and download flag excluded)."""
         identity = self.to_dict()
         identity["data"] = {k: v for k, v in identity["data"].items() if k not in ("root", "download")}
+        if identity.get("sampler") is None:
+            identity.pop("sampler", None)  # the default (random order): hashes stay those of older specs
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
     def scaled_milestones(self) -> list[int]:

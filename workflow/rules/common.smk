@@ -1,6 +1,12 @@
 # The run registry and the paths every rule shares. All logic lives in src/kdrepro.
 import json
 
+from kdrepro.cluster import (
+    mem_mb as run_mem_mb,
+    plan as cluster_plan,
+    runtime_limit,
+    uses_gpu,
+)
 from kdrepro.experiments import build_registry
 
 REGISTRY = build_registry(config)
@@ -28,9 +34,36 @@ def run_spec_json(wildcards):
     return REGISTRY.runs[wildcards.run].to_json()
 
 
-def train_resources(wildcards):
-    """One GPU per run on a GPU setting; nothing on CPU."""
-    return 0 if config["device"] == "cpu" else 1
+# -- cluster resources and job groups of training jobs; the sizing lives in src/kdrepro/cluster.py
+TRAIN_PLAN = cluster_plan(REGISTRY.runs, config["device"])
+# Each bundle of short runs is one job group; Snakemake looks --group-components up by a
+# group's parent name (as it does for wildcard groups), so all bundles are registered under
+# "train" and `group-components: [train=10]` in profiles/slurm makes each bundle one cluster job.
+workflow.parent_groupids.update(
+    {plan["group"]: "train" for plan in TRAIN_PLAN.values() if plan["group"]}
+)
+
+
+def train_device_resources():
+    """GPU setting: one GPU, threads_per_job CPUs with it. CPU setting: no GPU, and an empty
+    gpu_model so that the GPU type set in profiles/slurm is not requested."""
+    if uses_gpu(config["device"]):
+        return {"gpu": 1, "cpus_per_gpu": config["threads_per_job"]}
+    return {"gpu": 0, "gpu_model": ""}
+
+
+def train_runtime(wildcards, attempt):
+    """SLURM time limit (minutes) from the run's estimate; doubles on each retry."""
+    return runtime_limit(TRAIN_PLAN[wildcards.run]["minutes"], attempt)
+
+
+def train_mem_mb(wildcards, attempt):
+    return run_mem_mb(REGISTRY.runs[wildcards.run], config["device"], attempt)
+
+
+def train_group(wildcards):
+    """The bundle of short runs this run belongs to (None: a cluster job of its own)."""
+    return TRAIN_PLAN[wildcards.run]["group"]
 
 
 def all_outputs():

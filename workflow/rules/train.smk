@@ -13,13 +13,16 @@ rule train:
         f"{RESULTS}/logs/train/{{run}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/{{run}}.tsv"
+    group:
+        train_group
     conda:
         "../envs/kdrepro.yaml"
     threads: config["threads_per_job"]
     resources:
-        gpu=train_resources,
-        mem_mb=4000,
-        runtime=60,
+        **train_device_resources(),
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+        train_slot=1,
     params:
         spec=run_spec_json,
         setting=SETTING,

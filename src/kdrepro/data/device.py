@@ -3,6 +3,7 @@ normalised there (airbench's pattern), deterministically from a CPU generator.""
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import torch
@@ -46,6 +47,16 @@ def random_crop_flip(x: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
+def random_rotation(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """Rotate each image about its centre by its angle, nearest-neighbour, zeros outside (torchvision's
+    RandomRotation defaults); the angles are uniform in +-d, so the sense of rotation does not matter."""
+    theta = degrees * (math.pi / 180)
+    cos, sin, zero = theta.cos(), theta.sin(), torch.zeros_like(theta)
+    matrix = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(matrix, list(x.shape), align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
 class DeviceData:
     """Train, validation and test split as uint8 tensors on `device`, moved there once; every batch is
     cast to float32 and normalised there: "dataset" (x/255 - mean)/std, "half" (x/255 - 0.5)/0.5
@@ -53,13 +64,14 @@ class DeviceData:
 
     def __init__(self, train: Split, test: Split, info: DatasetInfo, *, device: str | torch.device = "cpu",
                  normalization: str = "dataset", pad_to: int | None = None, crop_padding: int = 0, flip: bool = False,
+                 rotation: float = 0.0,
                  train_subset: int | None = None, test_subset: int | None = None, validation: int = 0):
         if normalization not in NORMALIZATIONS:
             raise DatasetError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
         if pad_to is not None and pad_to < info.size:
             raise DatasetError(f"pad_to={pad_to} is smaller than the {info.size}x{info.size} images of {info.name}")
         self.info, self.device = info, torch.device(device)
-        self.crop_padding, self.flip = crop_padding, flip
+        self.crop_padding, self.flip, self.rotation = crop_padding, flip, rotation
         keep = stratified(train.labels, train_subset, f"{info.name}: train_subset")
         train = Split(train.images[keep], train.labels[keep])
         if validation >= len(train.labels):
@@ -89,27 +101,42 @@ class DeviceData:
     n_train = property(lambda self: len(self.splits["train"][1]))
     n_val = property(lambda self: len(self.splits["val"][1]))
     n_test = property(lambda self: len(self.splits["test"][1]))
-    augmented = property(lambda self: self.crop_padding > 0 or self.flip)
+    augmented = property(lambda self: self.crop_padding > 0 or self.flip or self.rotation > 0)
+
+    @property
+    def train_labels_cpu(self) -> torch.Tensor:
+        """The train split's labels on the host (samplers draw there), copied once."""
+        if not hasattr(self, "_train_labels_cpu"):
+            self._train_labels_cpu = self.splits["train"][1].cpu()
+        return self._train_labels_cpu
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() - self.mean) / self.std
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
+    def train_batches(self, batch_size: int, generator: torch.Generator, sampler=None) -> Iterator[tuple[torch.Tensor, ...]]:
         """One epoch of (images, labels, indices into the train split; the engine looks cached logits up by
-        them) in an order drawn from `generator`, the last batch short; crops and flips come from it too."""
+        them) in an order drawn from `generator`, the last batch short; crops and flips come from it too.
+        `sampler` (kdrepro.data.samplers; None = a random permutation) draws the order from it."""
         images, labels = self.splits["train"]
         # every random draw of the epoch is made up front and moved once: a host-to-device copy
         # inside the loop would make the host wait for the device at every step
-        order = torch.randperm(self.n_train, generator=generator).to(self.device)
+        if sampler is None:
+            order = torch.randperm(self.n_train, generator=generator).to(self.device)
+        else:
+            order = sampler.order(self.train_labels_cpu, batch_size, generator).to(self.device)
         if self.augmented:
             offsets = torch.randint(0, 2 * self.crop_padding + 1, (2, self.n_train), generator=generator).to(self.device)
             flips = ((torch.rand(self.n_train, generator=generator) < 0.5) & self.flip).to(self.device)
+            if self.rotation:
+                angles = ((torch.rand(self.n_train, generator=generator) * 2 - 1) * self.rotation).to(self.device)
         for start in range(0, self.n_train, batch_size):
             index = order[start:start + batch_size]
             batch = images[index]
             if self.augmented:
                 cut = slice(start, start + batch_size)
                 batch = random_crop_flip(batch, offsets[0, cut], offsets[1, cut], flips[cut], self.crop_padding)
+                if self.rotation:
+                    batch = random_rotation(batch, angles[cut])
             yield self.normalize(batch), labels[index], index
 
     def eval_batches(self, split: str = "test", batch_size: int = 1000) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -46,7 +46,19 @@ class SGD:
         self.lr, self.buffers = state["lr"], state["buffers"]
 
 
-def learning_rate(spec: RunSpec, epoch: int) -> float:
-    """The rate of `epoch` (1-based): the base rate times gamma per milestone passed (MultiStepLR's rule)."""
+def learning_rate(spec: RunSpec, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
+    """The rate of `step` (0-based) of `epoch` (1-based): the base rate times gamma per milestone passed
+    (MultiStepLR's rule). During a warm-up it rises linearly, base * (i + 1) / warm-up steps at the i-th
+    step (the Tf-KD code's WarmUpLR); the warm-up scales with the run's length as milestones do."""
     passed = sum(1 for m in spec.scaled_milestones() if m < epoch) if spec.schedule.kind != "constant" else 0
-    return spec.optimizer.lr * spec.schedule.gamma ** passed
+    rate = spec.optimizer.lr * spec.schedule.gamma ** passed
+    warmup = warmup_steps(spec, steps_per_epoch)
+    done = (epoch - 1) * steps_per_epoch + step
+    return rate * (done + 1) / warmup if done < warmup else rate
+
+
+def warmup_steps(spec: RunSpec, steps_per_epoch: int) -> int:
+    if not spec.schedule.warmup_epochs:
+        return 0
+    ref = spec.schedule.reference_epochs or spec.epochs
+    return max(1, round(spec.schedule.warmup_epochs * steps_per_epoch * spec.epochs / ref))

@@ -26,9 +26,15 @@ from kdrepro.engine.checkpoint import (
     save_torch,
 )
 from kdrepro.engine.optim import SGD, learning_rate
-from kdrepro.graph import LABELS, Node, RunSpec
-from kdrepro.losses import GATES, LOSSES
+from kdrepro.data.samplers import make_sampler
+from kdrepro.graph import LABELS, Edge, Node, RunSpec
+from kdrepro.losses import GATES, LOSS_INFO, LOSSES
+from kdrepro.losses.registry import split_options
 from kdrepro.models import create_model
+from kdrepro.models.features import FeatureTap
+
+# What an edge may read from a node besides its logits, and the module path that FeatureTap taps for it.
+TAPS = {"embedding": "embedding", "feature_map": "embedding:input"}
 
 
 class TrainingError(RuntimeError):
@@ -40,7 +46,7 @@ def load_data(spec: RunSpec, device: str) -> DeviceData:
     train, test, info = load_dataset(d.dataset, d.root, download=d.download)
     return DeviceData(
         train, test, info, device=device, normalization=d.normalization, pad_to=d.pad_to,
-        crop_padding=d.crop_padding, flip=d.flip, train_subset=d.train_subset,
+        crop_padding=d.crop_padding, flip=d.flip, rotation=d.rotation, train_subset=d.train_subset,
         test_subset=d.test_subset, validation=d.validation,
     )
 
@@ -59,7 +65,60 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) 
             name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
             model.load_state_dict(load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes))
         models[node.name] = prepare_model(model, node, device)
+    models.update(build_edge_modules(spec, models, data, device))
     return models
+
+
+def edge_key(index: int, edge: Edge) -> str:
+    """The key of an edge's module in the models dict (and in checkpoints): "edge0:hint:teacher->student"."""
+    return f"edge{index}:{edge.label}"
+
+
+def build_edge_modules(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData, device: str) -> dict[str, nn.Module]:
+    """The parameters of edges whose loss registers a module factory (regressors, embedding heads),
+    shaped by one dummy batch through both nodes (in eval mode, so no BN statistic moves) and
+    initialised from (seed, edge index). They train with the target node, in the same optimizer."""
+    modules: dict[str, nn.Module] = {}
+    for index, edge in enumerate(spec.edges):
+        info = LOSS_INFO[edge.loss]
+        if info.module is None:
+            continue
+        dummy = torch.zeros(2, data.in_channels, data.image_size, data.image_size, device=device)
+        with torch.no_grad():
+            outputs = {}
+            for name in (edge.source, edge.target):
+                was_training = models[name].training
+                outputs[name] = forward(models[name].eval(), [info.inputs], dummy)[info.inputs]
+                models[name].train(was_training)
+        torch.manual_seed(spec.seed * 1000 + 500 + index)
+        _, module_options = split_options(edge.loss, edge.options)
+        modules[edge_key(index, edge)] = info.module(outputs[edge.source], outputs[edge.target], **module_options).to(device)
+    return modules
+
+
+def edge_modules(spec: RunSpec, models: dict[str, nn.Module]) -> list[nn.Module]:
+    return [models[edge_key(i, e)] for i, e in enumerate(spec.edges) if edge_key(i, e) in models]
+
+
+def node_inputs(spec: RunSpec) -> dict[str, list[str]]:
+    """Per node, the outputs besides its logits that some edge reads."""
+    needs: dict[str, set[str]] = {}
+    for edge in spec.edges:
+        inputs = LOSS_INFO[edge.loss].inputs
+        if inputs != "logits":
+            for end in (edge.source, edge.target):
+                needs.setdefault(end, set()).add(inputs)
+    return {name: sorted(v) for name, v in needs.items()}
+
+
+def forward(model: nn.Module, inputs: list[str], images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{"logits": model(images)} plus each named intermediate output, read through forward hooks."""
+    if not inputs:
+        return {"logits": model(images)}
+    wanted = [i for i in inputs if i != "logits"]
+    with FeatureTap(model, [TAPS[i] for i in wanted]) as tap:
+        logits = model(images)
+    return {"logits": logits} | {i: tap.features[TAPS[i]] for i in wanted}
 
 
 def prepare_model(model: nn.Module, node: Node, device: str | torch.device, compile_mode: str | None = None) -> nn.Module:
@@ -78,42 +137,55 @@ def prepare_model(model: nn.Module, node: Node, device: str | torch.device, comp
 def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]) -> SGD:
     o = spec.optimizer
     trainable = [p for n in spec.nodes if n.trainable for p in models[n.name].parameters()]
+    trainable += [p for module in edge_modules(spec, models) for p in module.parameters()]
     return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
 
 
 def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
                 progress: float, known: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """Every edge's gated loss. Sources are detached, so each loss trains only its target node.
-    `known` holds outputs computed beforehand (cached frozen nodes) for this batch."""
+    """Every edge's gated loss. Sources are detached, so each loss trains only its target node (and
+    the edge's own module, if it has one). A loss reads the output its registration names (logits,
+    embedding, feature map); gates always see the source's logits. `known` holds outputs computed
+    beforehand for this batch (cached frozen nodes): node -> {"logits": ..., "embedding": ...}."""
     outputs = dict(known or {})
+    needs = node_inputs(spec)
     for node in spec.nodes:
         if node.name not in outputs:
             with torch.set_grad_enabled(node.trainable):
-                outputs[node.name] = models[node.name](images)
+                outputs[node.name] = forward(models[node.name], needs.get(node.name, []), images)
     losses = []
-    for edge in spec.edges:
-        source = None if edge.source == LABELS else outputs[edge.source].detach()
-        per_sample = LOSSES[edge.loss](source, outputs[edge.target], labels, **edge.options)
-        gate = GATES[edge.gate](source, labels, progress)
+    for index, edge in enumerate(spec.edges):
+        inputs = LOSS_INFO[edge.loss].inputs
+        source = None if edge.source == LABELS else outputs[edge.source][inputs].detach()
+        target = outputs[edge.target][inputs]
+        module = models.get(edge_key(index, edge))
+        if module is not None:
+            source, target = module(source, target)
+        loss_options, _ = split_options(edge.loss, edge.options)
+        per_sample = LOSSES[edge.loss](source, target, labels, **loss_options)
+        gate = GATES[edge.gate](None if edge.source == LABELS else outputs[edge.source]["logits"].detach(), labels, progress)
         losses.append(edge.weight * (gate * per_sample).mean())
     return losses
 
 
 def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, data: DeviceData,
-                generator: torch.Generator, cached: dict[str, torch.Tensor], epoch: int,
-                precision: str = "fp32") -> list[float]:
+                generator: torch.Generator, cached: dict[str, dict[str, torch.Tensor]], epoch: int,
+                precision: str = "fp32", sampler=None) -> list[float]:
     """One epoch over the training split; returns each edge's mean loss and the total's. The loop
-    never waits for the device: losses are summed there and read once at the end."""
+    never waits for the device: losses are summed there and read once at the end. `sampler`
+    (kdrepro.data.samplers) orders the epoch; None = a random permutation."""
     for node in spec.nodes:
         models[node.name].train(node.trainable)
-    optimizer.lr = learning_rate(spec, epoch)
+    for module in edge_modules(spec, models):
+        module.train()
     steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
     total_steps = spec.epochs * steps_per_epoch
     sums = torch.zeros(len(spec.edges) + 1, device=data.device)
     autocast = torch.autocast("cuda", torch.bfloat16, enabled=precision == "bf16" and data.device.type == "cuda")
-    for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator)):
+    for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator, sampler)):
         progress = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
-        known = {name: logits[index] for name, logits in cached.items()}
+        optimizer.lr = learning_rate(spec, epoch, step, steps_per_epoch)
+        known = {name: {kind: out[index] for kind, out in outputs.items()} for name, outputs in cached.items()}
         if data.device.type == "cuda":  # a new step for models compiled into CUDA graphs
             torch.compiler.cudagraph_mark_step_begin()
         with autocast:
@@ -127,12 +199,32 @@ def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, dat
 
 
 @torch.no_grad()
-def frozen_logits(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData) -> dict[str, torch.Tensor]:
-    """Without augmentation a frozen node sees the same image every epoch: compute its logits once."""
+def frozen_logits(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData) -> dict[str, dict[str, torch.Tensor]]:
+    """Without augmentation a frozen node sees the same image every epoch: compute once what the edges
+    read from it, node -> {"logits": ..., and "embedding" / "feature_map" where an edge reads them}."""
     if data.augmented:
         return {}
-    return {n.name: torch.cat([models[n.name](x) for x, _ in data.eval_batches("train")])
-            for n in spec.nodes if not n.trainable}
+    needs = node_inputs(spec)
+    cached = {}
+    for node in spec.nodes:
+        if not node.trainable:
+            batches = [forward(models[node.name], needs.get(node.name, []), x) for x, _ in data.eval_batches("train")]
+            cached[node.name] = {kind: torch.cat([b[kind] for b in batches]) for kind in batches[0]}
+    return cached
+
+
+@torch.no_grad()
+def prepare_sampler(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData):
+    """The run's batch sampler (None: random order); one that needs a frozen node's embeddings of the
+    training split gets them here, once, with a generator seeded by the run seed."""
+    if spec.sampler is None:
+        return None
+    sampler = make_sampler(spec.sampler)
+    node = sampler.needs_embeddings
+    if node is not None:
+        embeddings = torch.cat([forward(models[node], ["embedding"], x)["embedding"] for x, _ in data.eval_batches("train")])
+        sampler.prepare(embeddings, data.train_labels_cpu, torch.Generator().manual_seed(spec.seed))
+    return sampler
 
 
 @torch.inference_mode()
@@ -168,15 +260,23 @@ def train_run(
     trainable = [n.name for n in spec.nodes if n.trainable]
     generator = torch.Generator().manual_seed(spec.seed)
     cached = frozen_logits(spec, models, data)
+    sampler = prepare_sampler(spec, models, data)
     frozen_acc = {n.name: accuracy(models[n.name], data, "test") for n in spec.nodes if not n.trainable}
     state = fresh_state()
     resume_path = run_dir / "resume.pt"
     if resume_path.exists():
         state = resume(resume_path, spec, models, optimizer, generator)
+
+    def snapshot(epoch: int, test_acc: float) -> None:
+        save_torch(checkpoint(spec, models, epoch, data.num_classes), run_dir / f"epoch{epoch:03d}.pt")
+        state["snapshots"][epoch] = test_acc
+
+    if 0 in spec.save_epochs and 0 not in state["snapshots"]:  # the initialisation, the poorest teacher of all
+        snapshot(0, accuracy(models[spec.eval_node], data, "test"))
     started = time.perf_counter() - state["wall"]
     bar = Progress(spec, state["epoch"], progress)
     for epoch in range(state["epoch"] + 1, spec.epochs + 1):
-        losses_mean = train_epoch(spec, models, optimizer, data, generator, cached, epoch, precision)
+        losses_mean = train_epoch(spec, models, optimizer, data, generator, cached, epoch, precision, sampler)
         if not math.isfinite(losses_mean[-1]):
             bad = [e.label for e, v in zip(spec.edges, losses_mean) if not math.isfinite(v)]
             raise TrainingError(f"run {spec.name}: loss is not finite at epoch {epoch} (edges {bad})")
@@ -189,8 +289,7 @@ def train_run(
         row["seconds"] = time.perf_counter() - started
         state["rows"].append(row)
         if epoch in spec.save_epochs:
-            save_torch(checkpoint(spec, models, epoch, data.num_classes), run_dir / f"epoch{epoch:03d}.pt")
-            state["snapshots"][epoch] = row[f"test_acc[{spec.eval_node}]"]
+            snapshot(epoch, row[f"test_acc[{spec.eval_node}]"])
         save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
         state.update(epoch=epoch, wall=row["seconds"])
         save_torch(resume_state(state, spec, models, optimizer, generator), resume_path)
@@ -208,8 +307,10 @@ def train_run(
 
 def checkpoint(spec: RunSpec, models: dict[str, nn.Module], epoch: int, num_classes: int) -> dict[str, Any]:
     records = {n.name: model_record(n.arch, n.options, num_classes, models[n.name]) for n in spec.nodes if n.trainable}
+    edges = {key: {k: v.detach().cpu().clone() for k, v in models[key].state_dict().items()}
+             for key in (edge_key(i, e) for i, e in enumerate(spec.edges)) if key in models}
     return {"format": FORMAT, "run": spec.name, "config_hash": spec.config_hash, "epoch": epoch,
-            "model": records[spec.eval_node], "nodes": records}
+            "model": records[spec.eval_node], "nodes": records, "edges": edges}
 
 
 def fresh_state() -> dict[str, Any]:

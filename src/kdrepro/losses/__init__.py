@@ -5,7 +5,8 @@ a gate maps the same inputs plus training progress to a per-sample weight.
 Methods are found by name in these registries, never by if/elif chains.
 """
 
-from kdrepro.losses.registry import GATES, LOSSES, LossError, register_gate, register_loss
-from kdrepro.losses import gates, logits  # noqa: F401  (registration side effects)
+from kdrepro.losses.registry import GATES, LOSS_INFO, LOSSES, LossError, register_gate, register_loss
+from kdrepro.losses import gates, logits, smoothing  # noqa: F401  (registration side effects)
+from kdrepro.losses import correlation  # noqa: F401,E402  (CC and hint losses on embeddings)
 
-__all__ = ["GATES", "LOSSES", "LossError", "register_gate", "register_loss"]
+__all__ = ["GATES", "LOSS_INFO", "LOSSES", "LossError", "register_gate", "register_loss"]

@@ -1,8 +1,15 @@
-"""Name -> function registries for edge losses and gates."""
+"""Name -> function registries for edge losses and gates.
+
+A loss also declares what it reads (LOSS_INFO): which output of its nodes (`inputs`: "logits", the
+default; "embedding", the output of the module every model names "embedding"; "feature_map", that
+module's input, the last feature map before pooling), whether it is a batch-level loss (`batch`),
+and an optional `module` factory for edges with parameters (regressors, embedding heads).
+"""
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -30,15 +37,68 @@ def _register(table: dict[str, LossFn], kind: str):
     return decorator_for
 
 
-register_loss = _register(LOSSES, "loss")
 register_gate = _register(GATES, "gate")
+INPUTS = ("logits", "embedding", "feature_map")
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """What an edge loss reads and owns.
+
+    inputs: the output of the source and target nodes the loss gets.
+    batch: the loss is defined on the whole batch (a correlation matrix, say); its function still
+        returns one value per sample, whose mean is the batch loss, so edge weights and the
+        epoch-mean logging work unchanged. Only the "through" gate is allowed on such an edge.
+    module: factory(source_example, target_example, **options) -> nn.Module, built once per edge
+        after the models exist; the module's forward(source, target) returns the pair the loss
+        function then gets; its parameters are trained with the target node and checkpointed.
+        Options go to the factory and to the loss function by their signatures.
+    """
+
+    inputs: str = "logits"
+    batch: bool = False
+    module: Callable | None = None
+
+
+LOSS_INFO: dict[str, LossInfo] = {}
+_register_loss_fn = _register(LOSSES, "loss")
+
+
+def register_loss(name: str, *, inputs: str = "logits", batch: bool = False, module: Callable | None = None):
+    """`@register_loss("cc", inputs="embedding", batch=True)`; see LossInfo."""
+    if inputs not in INPUTS:
+        raise LossError(f"loss {name!r}: inputs must be one of {INPUTS}, got {inputs!r}")
+
+    def decorator(fn: LossFn) -> LossFn:
+        _register_loss_fn(name)(fn)
+        LOSS_INFO[name] = LossInfo(inputs, batch, module)
+        return fn
+
+    return decorator
+
+
+def option_names(fn: Callable, skip: int) -> list[str]:
+    return list(inspect.signature(fn).parameters)[skip:]
+
+
+def split_options(name: str, options: dict) -> tuple[dict, dict]:
+    """An edge's options split into (the loss function's, the module factory's), by their signatures."""
+    info = LOSS_INFO.get(name, LossInfo())
+    if info.module is None:
+        return options, {}
+    for_module = set(option_names(info.module, 2))
+    for_loss = set(option_names(LOSSES[name], 3))
+    return ({k: v for k, v in options.items() if k in for_loss or k not in for_module},
+            {k: v for k, v in options.items() if k in for_module})
 
 
 def check_options(table: dict[str, LossFn], kind: str, name: str, options: dict) -> None:
     """Fail before training when an edge names an unknown function or option."""
     if name not in table:
         raise LossError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-    accepted = list(inspect.signature(table[name]).parameters)[3:]
+    accepted = option_names(table[name], 3)
+    if table is LOSSES and LOSS_INFO.get(name, LossInfo()).module is not None:
+        accepted += [o for o in option_names(LOSS_INFO[name].module, 2) if o not in accepted]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise LossError(f"{kind} {name!r} takes no option {unknown[0]!r}; it takes: {', '.join(accepted) or 'none'}")

@@ -4,5 +4,7 @@ A paper module provides `build(registry, experiment, paper_values)` and `claims(
 """
 
 from kdrepro.papers import takd
+from kdrepro.papers import tfkd
+from kdrepro.papers import cckd
 
-PAPERS = {"takd": takd}
+PAPERS = {"takd": takd, "tfkd": tfkd, "cckd": cckd}

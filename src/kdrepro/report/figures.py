@@ -80,13 +80,76 @@ def paths(ax, panel, stat) -> list[dict[str, Any]]:
     return rows
 
 
+@figure_kind("defective_teacher", lambda p: [f"{kind}:{p['teacher']}@{e}{tail}" for e in p["epochs"]
+                                           for kind, tail in (("snapshot", ""), ("dekd", f">{p['student']}"))]
+             + [f"scratch:{p['student']}"])
+def defective_teacher(ax, panel, stat) -> list[dict[str, Any]]:
+    """The De-KD student's accuracy against its poorly trained teacher's; the student's baseline as a line."""
+    teacher, student = panel["teacher"], panel["student"]
+    rows, seen = [], set()
+    for epoch in panel["epochs"]:
+        runs = tuple(stat.resolve(f"dekd:{teacher}@{epoch}>{student}"))
+        if runs in seen:  # reference epochs that scale to the same epoch of a short run
+            continue
+        seen.add(runs)
+        poor, taught = stat(f"snapshot:{teacher}@{epoch}"), stat(f"dekd:{teacher}@{epoch}>{student}")
+        rows.append({"teacher_reference_epoch": epoch, "teacher_mean": poor.mean, "teacher_std": poor.std,
+                     "student_mean": taught.mean, "student_std": taught.std, "n": taught.n})
+    rows.sort(key=lambda r: r["teacher_mean"])
+    baseline = stat(f"scratch:{student}")
+    ax.errorbar([r["teacher_mean"] for r in rows], [r["student_mean"] for r in rows],
+                yerr=[0 if r["n"] < 2 else r["student_std"] for r in rows], marker="o", capsize=3, label=f"{student} taught (De-KD)")
+    ax.axhline(baseline.mean, color="tab:red", label=f"{student} baseline {baseline.text()}")
+    for r in rows:
+        ax.annotate(f"ep {r['teacher_reference_epoch']}", (r["teacher_mean"], r["student_mean"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, 4))
+    ax.set_xlabel(f"poorly trained teacher {teacher}: test accuracy (%)")
+    ax.set_ylabel("student test accuracy (%)")
+    return rows + [{"teacher_reference_epoch": "baseline", "student_mean": baseline.mean, "student_std": baseline.std, "n": baseline.n}]
+
+
+@figure_kind("curves", lambda p: list(p["lines"].values()))
+def curves(ax, panel, stat) -> list[dict[str, Any]]:
+    """Test accuracy after every epoch, the mean over seeds with the seeds' range shaded."""
+    rows = []
+    for label, template in panel["lines"].items():
+        frame = stat.curves(template)
+        if frame.empty:
+            continue
+        mean, low, high = frame.mean(axis=1), frame.min(axis=1), frame.max(axis=1)
+        ax.plot(mean.index, mean, label=label)
+        ax.fill_between(mean.index, low, high, alpha=0.2)
+        rows += [{"line": label, "epoch": int(e), "mean": m, "min": lo, "max": hi, "n": frame.shape[1]}
+                 for e, m, lo, hi in zip(mean.index, mean, low, high)]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    return rows
+
+
+class PanelData:
+    """What a figure kind reads for one dataset: `stat(template)` summarises its runs over seeds,
+    `stat.curves(template)` gives their per-epoch test accuracy, `stat.resolve(template)` names them."""
+
+    def __init__(self, results: "Results", resolve: RunResolver, dataset: str):
+        self.results, self.dataset, self._resolve = results, dataset, resolve
+
+    def resolve(self, template) -> list[str]:
+        return self._resolve(template, self.dataset)
+
+    def __call__(self, template):
+        return self.results.stat(self.resolve(template))
+
+    def curves(self, template) -> pd.DataFrame:
+        return self.results.curves(self.resolve(template))
+
+
 def figure_target(registry: "Registry", name: str, decl: dict[str, Any], resolve: RunResolver, context: dict[str, str]) -> "Target":
-    from kdrepro.experiments import Results, Target
+    from kdrepro.experiments import Results, Target, run_of
 
     chains_of, draw = KINDS[decl["kind"]]
     panels = decl.get("panels", [decl])
     datasets = registry.config["datasets"]
-    runs = sorted({r for ds in datasets for p in panels for chain in chains_of(p) for r in resolve(chain, ds)})
+    runs = sorted({run_of(r) for ds in datasets for p in panels for chain in chains_of(p) for r in resolve(chain, ds)})
     png, pdf = registry.figures_dir / f"{name}.png", registry.figures_dir / f"{name}.pdf"
     data_base = registry.results_dir / "tables" / name
 
@@ -97,8 +160,7 @@ def figure_target(registry: "Registry", name: str, decl: dict[str, Any], resolve
         for i, ds in enumerate(datasets):
             for j, panel in enumerate(panels):
                 ax = axes[i][j]
-                stat = lambda chain: results.stat(resolve(chain, ds))  # noqa: E731
-                for row in draw(ax, panel, stat):
+                for row in draw(ax, panel, PanelData(results, resolve, ds)):
                     records.append({"dataset": ds, "panel": panel.get("label", name), **row})
                 ax.set_title(f"{panel.get('label', '')} — {ds}", fontsize=10)
                 ax.grid(alpha=0.3)

@@ -30,7 +30,7 @@ def caption(registry: "Registry", title: str, note: str, protocol_text: str, pap
 
 def table_target(registry: "Registry", name: str, decl: dict[str, Any], paper_values: dict[str, Any],
                  resolve: RunResolver, context: dict[str, str]) -> "Target":
-    from kdrepro.experiments import Results, Target
+    from kdrepro.experiments import Results, Target, run_of
 
     datasets = registry.config["datasets"]
     published = paper_values.get(name, {})
@@ -60,7 +60,7 @@ def table_target(registry: "Registry", name: str, decl: dict[str, Any], paper_va
         write_table(frame, text, base)
 
     outputs = [str(base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
-    runs = sorted({r for rs in cells.values() for r in rs})
+    runs = sorted({run_of(r) for rs in cells.values() for r in rs})
     return Target(name, context["paper"], "table", runs, outputs, render)
 
 
