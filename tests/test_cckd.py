@@ -268,9 +268,9 @@ def test_smoke_run_of_the_cckd_targets(tmp_path):
     tables = wd / "results/smoke/tables"
     table1 = pd.read_csv(tables / "cckd_table1.csv")
     ours = table1[table1.dataset == "fashion_mnist"]
-    assert len(ours) == 5 and ours.ours_mean.between(0, 100).all()
+    assert len(ours) == 4 and ours.ours_mean.between(0, 100).all()  # the RepDistiller-form column is off in smoke
     reference = table1[table1.model.str.contains("RepDistiller")]
-    assert reference.paper.dropna().tolist() == [69.06, 70.67, 69.48, 69.06, 70.66, 69.63]
+    assert reference.paper.dropna().tolist() == [69.06, 70.67, 69.06, 70.66]
     md = (tables / "cckd_table1.md").read_text()
     assert "one stage, as in RepDistiller's FitNet baseline" in md and "NOT RETRIEVED" in md
     for name, n in (("cckd_ablation_kernel", 3), ("cckd_ablation_order", 2), ("cckd_ablation_sampler", 3)):
@@ -281,7 +281,7 @@ def test_smoke_run_of_the_cckd_targets(tmp_path):
                    capture_output=True)
     claims = (wd / "results/smoke/claims.md").read_text()
     for claim in ("CC+KD beats KD alone", "Gaussian RBF kernel beats bilinear and MMD", "higher Taylor order P helps",
-                  "CUR batches beat random", "SUR batches beat random"):
+                  "CUR k=2 batches beat random batches", "SUR batches beat random batches"):
         assert claim in claims
     line = next(x for x in claims.splitlines() if "CC+KD beats KD alone" in x)
     assert "inconclusive" not in line

@@ -103,7 +103,7 @@ def columns(registry: Registry, decl: dict[str, Any]) -> dict[str, dict[str, Any
         sur = settings["sur"]
         out[f"SUR ({sur['superclasses']} superclasses, {sur['superclasses_per_batch']}/batch)"] = {"method": "cc", "sampler": "sur"}
         return out
-    return decl["cells"]
+    return {col: cell for col, cell in decl["cells"].items() if settings["repdistiller"] or cell["method"] != "cc_repdistiller"}
 
 
 def layout(registry: Registry, decl: dict[str, Any]) -> dict[str, Any]:
