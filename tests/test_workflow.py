@@ -55,6 +55,7 @@ def test_snakefmt_is_clean():
 def test_target_rules_are_listed(workdir):
     out = snakemake(workdir, "--list-target-rules").stdout.split()
     assert {"all", "takd", "takd_table1", "takd_table2", "takd_table3", "takd_fig2", "takd_fig3", "takd_paths", "claims"} <= set(out)
+    assert {"tfkd", "tfkd_table_rekd", "tfkd_table_dekd", "tfkd_table_self", "tfkd_table_reg", "tfkd_fig_dekd", "tfkd_fig_curves"} <= set(out)
 
 
 @pytest.mark.parametrize(
@@ -88,6 +89,17 @@ def test_smoke_run_builds_every_table_figure_and_the_report(tmp_path):
     assert len(paths) == 8  # every path 10 -> subsets of {8, 6, 4} -> 2
     claims = (wd / "results/smoke/claims.md").read_text()
     assert "TAKD beats BLKD" in claims and "longer distillation paths" in claims
+    # Tf-KD: every table with the paper's CIFAR-100 values beside ours, both figures, its claims
+    rekd = pd.read_csv(tables / "tfkd_table_rekd.csv")
+    assert rekd[rekd.dataset == "fashion_mnist"].ours_mean.between(0, 100).all()
+    assert rekd[rekd.dataset == "cifar100"].paper.notna().all()
+    dekd = pd.read_csv(tables / "tfkd_table_dekd.csv")
+    teachers = dekd[(dekd.dataset == "fashion_mnist") & (dekd.column == "Pt-Teacher")]
+    assert teachers.ours_mean.between(0, 100).all()  # the poorly trained teachers' measured accuracy
+    assert "resnet50 → resnet18" in (tables / "tfkd_table_self.md").read_text()  # substitutions in the captions
+    for fig in ("tfkd_fig_dekd", "tfkd_fig_curves"):
+        assert (wd / f"figures/smoke/{fig}.png").stat().st_size > 10_000
+    assert "Re-KD improves the teacher" in claims and "Tf-KD_reg beats LSR" in claims
     snakemake(wd, "--configfile", "config/smoke.yaml", "--report", "report.html")
     assert (wd / "report.html").stat().st_size > 100_000
     # a second invocation has nothing to do: outputs are complete and not retrained

@@ -85,6 +85,11 @@ class Registry:
         return out
 
 
+def paper_seeds(config: dict[str, Any], paper: str) -> list[int]:
+    """A paper block's own `seeds` (a CPU setting may afford fewer for some papers), else the setting's."""
+    return list(config.get(paper, {}).get("seeds") or config["seeds"])
+
+
 def num_classes(dataset: str, config: dict[str, Any]) -> int:
     if dataset == "image_folder":
         return len([p for p in (Path(config["data"]["roots"]["image_folder"]) / "train").iterdir() if p.is_dir()])
@@ -104,6 +109,7 @@ class Results:
         report = registry.config["report"]
         self.report = registry.experiments[paper]["report"] if report == "paper" else report
         self.key, self.protocol_text = REPORT_KEYS[self.report]
+        self.seeds = paper_seeds(registry.config, paper)
 
     def metrics(self, run: str) -> dict[str, Any] | None:
         path = self.registry.run_dir(run) / "metrics.json"

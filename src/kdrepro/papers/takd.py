@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any
 
-from kdrepro.experiments import Registry, Results, Target, book
+from kdrepro.experiments import Registry, Results, Target, book, paper_seeds
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.report.claims import Claim, compare, verdict
@@ -81,7 +81,7 @@ class Chains:
             template = template.format(**self.experiment["books"][book(dataset, self.registry.config)]).split("-")
         config = self.registry.config
         names = []
-        for seed in config["seeds"]:
+        for seed in paper_seeds(config, PAPER):
             specs = chain_specs(list(template), dataset, seed, config, self.experiment)
             self.registry.add_runs(specs)
             names.append(run_name(dataset, list(template), seed))

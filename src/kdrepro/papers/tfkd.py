@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kdrepro.experiments import SNAPSHOT, Registry, Results, Stat
+from kdrepro.experiments import SNAPSHOT, Registry, Results, Stat, paper_seeds
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.report.claims import Claim, compare
@@ -51,7 +51,7 @@ class TfKD:
         self.config = registry.config
         self.settings = self.config["tfkd"]
         self.protocol = experiment["protocols"][self.config["protocol"]]
-        self.seeds = self.settings.get("seeds") or self.config["seeds"]
+        self.seeds = paper_seeds(self.config, PAPER)
         # every snapshot epoch some cell asks of each trained teacher, so its scratch run saves them all
         self.snapshots: dict[str, set[int]] = {}
         for template in all_templates(experiment):

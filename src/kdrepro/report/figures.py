@@ -166,7 +166,7 @@ def figure_target(registry: "Registry", name: str, decl: dict[str, Any], resolve
                 ax.grid(alpha=0.3)
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize=8)
-        text = caption(registry, decl["title"], "", results.protocol_text)
+        text = caption(registry, decl["title"], "", results)
         fig.suptitle(f"{decl['title']}\nsetting {registry.setting}: {registry.config.get('description', '')}", fontsize=9)
         fig.tight_layout()
         for path in (png, pdf):

@@ -10,18 +10,18 @@ import pandas as pd
 from kdrepro.engine.checkpoint import save_text
 
 if TYPE_CHECKING:
-    from kdrepro.experiments import Registry, Target
+    from kdrepro.experiments import Registry, Results, Target
 
 RunResolver = Callable[[Any, str], list[str]]  # (chain template, dataset) -> run names, one per seed
 
 
-def caption(registry: "Registry", title: str, note: str, protocol_text: str, paper_source: str = "") -> str:
-    config = registry.config
+def caption(registry: "Registry", title: str, note: str, results: "Results", paper_source: str = "") -> str:
+    seeds = results.seeds
     parts = [
         title + ".",
         note,
-        f"Setting `{registry.setting}`: {config.get('description', '')}.",
-        f"Ours: {protocol_text}, mean ± std over {len(config['seeds'])} seed(s) ({', '.join(map(str, config['seeds']))}).",
+        f"Setting `{registry.setting}`: {registry.config.get('description', '')}.",
+        f"Ours: {results.protocol_text}, mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
     ]
     if paper_source:
         parts.append(f"Paper values: {paper_source}; tags as in shared/reference/papers.md (UNVERIFIED = not checked against the PDF).")
@@ -56,7 +56,7 @@ def table_target(registry: "Registry", name: str, decl: dict[str, Any], paper_va
                     "runs": " ".join(runs) if runs else "",
                 })
         frame = pd.DataFrame.from_records(records)
-        text = caption(registry, decl["title"], decl.get("caption", ""), results.protocol_text, paper_values.get("source", ""))
+        text = caption(registry, decl["title"], decl.get("caption", ""), results, paper_values.get("source", ""))
         write_table(frame, text, base)
 
     outputs = [str(base.with_suffix(s)) for s in (".csv", ".md", ".tex")]

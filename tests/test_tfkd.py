@@ -1,0 +1,170 @@
+"""Tf-KD: its losses against hand computations, its models against the official code's sizes, the
+warm-up, the rotation, the De-KD snapshots and the run templates of the paper module."""
+
+import math
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, needs_fashion_mnist
+from kdrepro.config import validate
+from kdrepro.data.device import random_rotation
+from kdrepro.engine import train_run
+from kdrepro.engine.optim import learning_rate
+from kdrepro.experiments import build_registry
+from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
+from kdrepro.losses import LOSSES
+from kdrepro.models import create_model, model_info
+from kdrepro.papers.tfkd import Cell, TfKD
+
+# [COMPUTED] with the official repository's model files (yuanli2333/Teacher-free-Knowledge-Distillation,
+# model/*.py) for 100 and 10 classes; loading their weights into ours gives the same outputs.
+PARAMS = {
+    "resnet18": (11_220_132, 11_173_962), "resnet50": (23_705_252, 23_520_842),
+    "mobilenetv2": (2_369_380, 2_254_090), "shufflenetv2": (1_360_896, 1_268_646),
+    "googlenet": (6_258_500, 6_166_250), "densenet121": (7_048_548, 6_956_298),
+    "resnext29": (34_518_948, 34_426_698),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_parameter_counts_match_the_official_models(name):
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert (count(create_model(name, 100)), count(create_model(name, 10))) == PARAMS[name]
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_output_shape_embedding_and_width(name, in_channels):
+    model = create_model(name, 7, in_channels, width=0.125).eval()
+    out = model(torch.randn(2, in_channels, 32, 32))
+    assert out.shape == (2, 7)
+    assert model.get_submodule("embedding") is not None  # every model names its penultimate representation
+    assert "width" in model_info(name)["options"]
+
+
+def test_label_smoothing_by_hand():
+    logits, labels = torch.tensor([[2.0, 0.0, -1.0, 0.5]]), torch.tensor([0])
+    z = (2.0, 0.0, -1.0, 0.5)
+    log_p = [v - math.log(sum(math.exp(u) for u in z)) for v in z]
+    paper = -((0.9 + 0.025) * log_p[0] + 0.025 * sum(log_p[1:]))  # (1-eps) q + eps/K
+    official = -(0.9 * log_p[0] + (0.1 / 3) * sum(log_p[1:]))  # 1-eps and eps/(K-1)
+    assert LOSSES["label_smoothing"](None, logits, labels).item() == pytest.approx(paper, rel=1e-6)
+    assert LOSSES["label_smoothing"](None, logits, labels, form="official").item() == pytest.approx(official, rel=1e-6)
+
+
+def test_official_tfkd_reg_teacher_is_nearly_uniform_and_the_loss_matches_a_hand_computation():
+    k, a, tau, multiplier = 100, 0.99, 10.0, 50.0
+    # softmax(p^d / tau): the correct class gets e^(a/tau) / (e^(a/tau) + 99 e^(((1-a)/99)/tau)) ~ 0.01103
+    other = (1 - a) / (k - 1)
+    top = math.exp(a / tau) / (math.exp(a / tau) + (k - 1) * math.exp(other / tau))
+    rest = (1 - top) / (k - 1)
+    assert top == pytest.approx(0.01103, abs=1e-5) and 0.0099 < rest < 0.0100
+    logits = torch.linspace(-1, 1, k)[None]
+    log_q = torch.log_softmax(logits, 1)[0].tolist()
+    kl = top * (math.log(top) - log_q[3]) + sum(rest * (math.log(rest) - log_q[j]) for j in range(k) if j != 3)
+    loss = LOSSES["tfkd_reg"](None, logits, torch.tensor([3]), correct_prob=a, temperature=tau, form="official", multiplier=multiplier)
+    assert loss.item() == pytest.approx(multiplier * kl / k, rel=1e-5)
+
+
+def test_paper_tfkd_reg_is_kd_from_the_tempered_virtual_teacher():
+    k, a, tau = 5, 0.9, 4.0
+    logits, labels = torch.tensor([[1.0, -0.5, 0.3, 0.0, 2.0]]), torch.tensor([1])
+    p = [a if j == 1 else (1 - a) / (k - 1) for j in range(k)]
+    tempered = [x ** (1 / tau) for x in p]  # softmax(log p / tau)
+    teacher = [t / sum(tempered) for t in tempered]
+    z = [v / tau for v in logits[0].tolist()]
+    log_student = [v - math.log(sum(math.exp(u) for u in z)) for v in z]
+    expected = tau**2 * sum(t * (math.log(t) - s) for t, s in zip(teacher, log_student))
+    loss = LOSSES["tfkd_reg"](None, logits, labels, correct_prob=a, temperature=tau)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_bad_form_is_refused():
+    with pytest.raises(ValueError, match="form"):
+        LOSSES["label_smoothing"](None, torch.zeros(1, 3), torch.tensor([0]), form="paperish")
+
+
+def spec_with(schedule: Schedule, epochs: int = 4) -> RunSpec:
+    return RunSpec(name="t", data=Data("fashion_mnist"), nodes=(Node("student", "plane2"),), edges=(Edge(LABELS, "student", "ce"),),
+                   epochs=epochs, seed=0, optimizer=Optimizer(lr=0.1), schedule=schedule)
+
+
+def test_warmup_rises_per_step_then_the_milestones_apply():
+    # 200 reference epochs with one warm-up epoch, run at full length: 10 steps per epoch
+    spec = spec_with(Schedule("multistep", (60, 120, 160), gamma=0.2, reference_epochs=200, warmup_epochs=1), epochs=200)
+    assert [learning_rate(spec, 1, s, 10) for s in (0, 4, 9)] == pytest.approx([0.01, 0.05, 0.1])
+    assert learning_rate(spec, 2, 0, 10) == pytest.approx(0.1)
+    assert learning_rate(spec, 61, 0, 10) == pytest.approx(0.02) and learning_rate(spec, 161, 0, 10) == pytest.approx(0.1 * 0.2**3)
+    # a short run warms up over the same fraction of its steps (at least one)
+    short = spec_with(Schedule("multistep", (60,), gamma=0.2, reference_epochs=200, warmup_epochs=1), epochs=4)
+    assert learning_rate(short, 1, 0, 10) == pytest.approx(0.1)
+
+
+def test_rotation_keeps_the_image_at_zero_and_turns_it_a_quarter_at_ninety_degrees():
+    image = torch.arange(16.0).view(1, 1, 4, 4)
+    assert torch.equal(random_rotation(image, torch.tensor([0.0])), image)
+    quarter = random_rotation(image, torch.tensor([90.0]))
+    assert torch.equal(quarter, torch.rot90(image, 1, (2, 3))) or torch.equal(quarter, torch.rot90(image, -1, (2, 3)))
+
+
+def test_templates_parse_and_bad_ones_are_refused():
+    assert Cell.parse("dekd:resnet18@50>mobilenetv2") == Cell("dekd", "mobilenetv2", "resnet18", 50)
+    assert Cell.parse("snapshot:resnet50@1") == Cell("snapshot", "resnet50", None, 1)
+    for bad in ("kd:mobilenetv2", "dekd:resnet18>mobilenetv2", "swap:resnet18", "scratch:resnet18@3"):
+        with pytest.raises(SpecError):
+            Cell.parse(bad)
+
+
+def registry_for(setting: str, **overrides):
+    config = yaml.safe_load((REPO / f"config/{setting}.yaml").read_text())
+    config.update(overrides)
+    return build_registry(validate(config), REPO / "config/experiments")
+
+
+def test_substitutions_share_runs_and_de_kd_reads_snapshots(monkeypatch):
+    monkeypatch.chdir(REPO)
+    registry = registry_for("config")
+    runs = registry.runs
+    # ResNet50 is trained as ResNet18 in the default setting: its rows read the ResNet18 runs
+    assert "tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0" in runs and not any("resnet50" in r for r in runs)
+    scratch = runs["tfkd/fashion_mnist/scratch/resnet18/s0"]
+    assert scratch.save_epochs == (0, 1, 2, 3)  # the reference epochs 0, 1, 10, 50, 100, 200 of 200 in 3 epochs
+    dekd = runs["tfkd/fashion_mnist/dekd/resnet18_ep0-mobilenetv2/s0"]
+    assert dekd.node("teacher").frozen_epoch == 0 and dekd.node("teacher").frozen_from == scratch.name
+    note = TfKD(registry, registry.experiments["tfkd"]).note()  # what every caption says of the substitutions
+    assert "resnet50 → resnet18" in note and "mobilenet {'width': 0.125}" in note
+
+
+def test_protocols_set_the_kd_reduction_and_the_multipliers(monkeypatch):
+    monkeypatch.chdir(REPO)
+    paper = registry_for("config").runs
+    official = registry_for("config", protocol="official").runs
+    edge = lambda runs, name, loss: next(e for e in runs[name].edges if e.loss == loss)  # noqa: E731
+    self_run = "tfkd/fashion_mnist/self/resnet18/s0"
+    assert edge(paper, self_run, "kd").options["class_reduction"] == "sum" and edge(paper, self_run, "kd").weight == 0.95
+    # the official ResNet18 self-training multiplies its KL (averaged over the classes) by 50
+    assert edge(official, self_run, "kd").options["class_reduction"] == "mean" and edge(official, self_run, "kd").weight == 0.95 * 50
+    reg = edge(official, "tfkd/fashion_mnist/reg/resnet18/s0", "tfkd_reg")
+    assert reg.options == {"correct_prob": 0.99, "temperature": 20, "form": "official", "multiplier": 100} and reg.weight == 0.1
+    assert edge(paper, "tfkd/fashion_mnist/reg/resnet18/s0", "tfkd_reg").options["form"] == "paper"
+    # the learning rate follows the batch size as in the official code
+    assert registry_for("config", tfkd={**yaml.safe_load((REPO / "config/config.yaml").read_text())["tfkd"], "batch_size": 64}) \
+        .runs[self_run].optimizer.lr == pytest.approx(0.05)
+
+
+@needs_fashion_mnist
+def test_epoch_zero_snapshot_is_the_initialisation_and_teaches_a_de_kd_run(tmp_path):
+    data = Data("fashion_mnist", train_subset=256, test_subset=128, pad_to=32)
+    teacher = RunSpec(name="t/teacher", data=data, nodes=(Node("student", "plane2"),), edges=(Edge(LABELS, "student", "ce"),),
+                      epochs=1, seed=0, batch_size=64, save_epochs=(0, 1))
+    metrics = train_run(teacher, tmp_path / "t/teacher", tmp_path)
+    assert (tmp_path / "t/teacher/epoch000.pt").exists() and (tmp_path / "t/teacher/epoch001.pt").exists()
+    assert set(metrics["snapshot_test_acc"]) == {"0", "1"}
+    assert metrics["snapshot_test_acc"]["1"] == metrics["final_test_acc"]
+    student = RunSpec(name="t/dekd", data=data,
+                      nodes=(Node("teacher", "plane2", frozen_from="t/teacher", frozen_epoch=0), Node("student", "plane2")),
+                      edges=(Edge(LABELS, "student", "ce", 0.5), Edge("teacher", "student", "kd", 0.5)),
+                      epochs=1, seed=0, batch_size=64)
+    assert train_run(student, tmp_path / "t/dekd", tmp_path)["node_test_acc"]["teacher"] == metrics["snapshot_test_acc"]["0"]
