@@ -74,6 +74,35 @@ def cmd_train(args) -> None:
     print(json.dumps({k: metrics[k] for k in ("run", "final_test_acc", "best_test_acc", "wall_seconds")}))
 
 
+def cmd_search(args) -> None:
+    """One worker of a KTG graph search (kdrepro.search), or the export of its best graph."""
+    import torch
+
+    from kdrepro.papers import ktg
+    from kdrepro.search import export, run_worker
+
+    registry = registry_from(args)
+    searches = ktg.searches(registry)
+    if args.list:
+        for name, search in searches.items():
+            print(f"{name}: {search.node_count} nodes, T={search.trials}, D={search.workers}, objective {search.objective}, {search.directory}")
+        return
+    if args.study not in searches:
+        raise SystemExit(f"kdrepro: no search named {args.study!r}; known: {', '.join(searches) or 'none'}")
+    search = searches[args.study]
+    if args.export:
+        best = export(search)
+        print(json.dumps({k: best[k] for k in ("study", "best_trial", "best_value", "graph", "trials")}))
+        return
+    missing = [d for d in ktg.search_dependencies(registry, args.study) if not (registry.run_dir(d) / "checkpoint.pt").exists()]
+    if missing:
+        raise SystemExit(f"kdrepro: search {args.study} needs these pre-trained runs first: {', '.join(missing)} (or use snakemake)")
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device or registry.config["device"])
+    counts = run_worker(search, args.worker, registry.results_dir / "runs", device=device)
+    print(json.dumps({"study": args.study, "worker": args.worker, "trials": counts}))
+
+
 def cmd_bench(args) -> None:
     from kdrepro.bench import main as bench
 
@@ -156,6 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     status.add_argument("pattern", nargs="?", help="only runs whose name contains this")
     status.set_defaults(func=cmd_status)
 
+    search = with_config(sub.add_parser("search", help="run one worker of a KTG graph search (ASHA on a shared Optuna study)"))
+    search.add_argument("study", nargs="?", help="search name (see --list)")
+    search.add_argument("--worker", type=int, default=0, help="this worker's index, 0..D-1 (one process per index at a time)")
+    search.add_argument("--export", action="store_true", help="write best.json and trials.csv of a finished search")
+    search.add_argument("--list", action="store_true", help="list the searches of the setting")
+    search.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
+    search.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    search.set_defaults(func=cmd_search)
+
     bench = sub.add_parser("bench", help="time our KD epoch against the official codebases' loop")
     bench.add_argument("--preset", choices=["gpu", "cpu"], default="cpu",
                        help="gpu: resnet56->resnet20, CIFAR-100-shaped, crop+flip, bf16; cpu: plane10->plane2, Fashion-MNIST")
@@ -171,15 +209,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train" and not (args.run or args.spec_json):
         parser.error("train needs a run name or --spec-json")
+    if args.command == "search" and not (args.study or args.list):
+        parser.error("search needs a search name or --list")
     from kdrepro.config import ConfigError
     from kdrepro.data import DatasetError
     from kdrepro.engine import CheckpointError, TrainingError
     from kdrepro.graph import SpecError
     from kdrepro.models import ModelError
+    from kdrepro.search import SearchError
 
     try:
         args.func(args)
-    except (ConfigError, SpecError, ModelError, DatasetError, CheckpointError, TrainingError, FileNotFoundError) as err:
+    except (ConfigError, SpecError, ModelError, DatasetError, CheckpointError, TrainingError, SearchError,
+            FileNotFoundError) as err:
         raise SystemExit(f"kdrepro: {err}") from None
     except BrokenPipeError:  # `kdrepro list runs | head`
         sys.stdout = None

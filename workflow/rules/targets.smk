@@ -24,6 +24,7 @@ for target in REGISTRY.targets.values():
         input:
             setting=f"{RESULTS}/setting.json",
             metrics=[run_file(run, "metrics.json") for run in target.runs],
+            searched=deferred_metrics(target.name),
         output:
             [
                 (

@@ -9,7 +9,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -241,10 +241,12 @@ def accuracy(model: nn.Module, data: DeviceData, split: str) -> float:
 
 def train_run(
     spec: RunSpec, run_dir: Path, runs_root: Path, *, device: str = "cpu", setting: str = "", progress: bool | None = None,
-    precision: str = "fp32",
+    precision: str = "fp32", on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train `spec`, resuming from run_dir/resume.pt if a killed attempt left one; return the metrics.
-    A finished run of the same configuration is returned as it is; one of another is never overwritten."""
+    A finished run of the same configuration is returned as it is; one of another is never overwritten.
+    `on_epoch(epoch, row)` is called after each epoch's row (losses, accuracies) and resume state are
+    saved; an exception it raises (a search pruning the trial, say) ends training there, resumable."""
     finished = run_dir / "metrics.json"
     if finished.exists():
         metrics = json.loads(finished.read_text())
@@ -294,6 +296,8 @@ def train_run(
         state.update(epoch=epoch, wall=row["seconds"])
         save_torch(resume_state(state, spec, models, optimizer, generator), resume_path)
         bar.update(row, spec.eval_node)
+        if on_epoch is not None:
+            on_epoch(epoch, row)
     bar.close()
     metrics = summarise(spec, state, frozen_acc, models, setting, device) | {"precision": precision}
     save_torch(checkpoint(spec, models, spec.epochs, data.num_classes), run_dir / "checkpoint.pt")

@@ -1,6 +1,7 @@
 """Architectures: one registry, one constructor signature, hooks for intermediate features."""
 
 from kdrepro.models import densenet, googlenet, mobilenetv2, plane, resnet, resnet_imagenet, resnext, shufflenetv2  # noqa: F401  (registers the builders)
+from kdrepro.models import wrn  # noqa: F401,E402  (KTG's wide resnets)
 from kdrepro.models.features import PENULTIMATE, FeatureTap
 from kdrepro.models.registry import (
     MODELS,

@@ -6,5 +6,6 @@ A paper module provides `build(registry, experiment, paper_values)` and `claims(
 from kdrepro.papers import takd
 from kdrepro.papers import tfkd
 from kdrepro.papers import cckd
+from kdrepro.papers import ktg
 
-PAPERS = {"takd": takd, "tfkd": tfkd, "cckd": cckd}
+PAPERS = {"takd": takd, "tfkd": tfkd, "cckd": cckd, "ktg": ktg}

@@ -1,0 +1,398 @@
+"""ASHA over knowledge-transfer graphs (Minami et al., KTG): D workers on one Optuna study.
+
+What a trial chooses (the official code's search space, somaminami/DCL train.py): the model of every
+auxiliary node (node 1, the target, is fixed) and the gate of every edge s -> t, s in {0 = the labels,
+1..M}, t in 1..M, s != t, from {through, cutoff, correct, linear}. A node whose incoming edges are all
+cut off is a frozen pre-trained node; a graph that would freeze node 1 is rejected (the official code's
+BlacklistError) and recorded as pruned before training, so it counts as an explored graph.
+
+How the search runs:
+* sampler: random, and reproducible whatever the number of workers: trial k's draws depend only on
+  (seed, k) (`TrialSeededSampler`);
+* pruner: `SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, min_early_stopping_rate=0)`, i.e.
+  ASHA with rungs at epochs 1, 2, 4, ...: a trial whose objective at a rung is not in the top half of
+  the values recorded at that rung stops there;
+* objective: node 1's accuracy after the last epoch, on a validation split held out of the training
+  data ("validation"), or on the test split as the official code does ("test"); reported every epoch;
+* storage: an Optuna JournalStorage in one file (`journal.log`, JournalFileBackend with an open-lock,
+  Optuna's file storage for several processes, NFS included), so local processes and cluster jobs
+  share the study; no database server;
+* budget: T graphs in all. A worker takes a new trial only while finished + running trials < T (under a
+  file lock), so D workers stop together at T; failed trials do not count;
+* resume: each trial's training lives in trials/trialNNNN and saves its state every epoch. A worker
+  that starts finds the trials its killed predecessor (same worker index) left RUNNING, marks them
+  failed and enqueues the same graph and seed again; the retry resumes the killed training from its
+  last epoch (same run directory, same spec), replaying the epochs already reported. Finished trials
+  are never lost: they are in the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import hashlib
+import io
+import json
+import math
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from kdrepro.graph import RunSpec
+
+GATES = ("through", "cutoff", "correct", "linear")
+LABEL_NODE = 0
+STORAGE = "journal.log"
+
+
+class SearchError(RuntimeError):
+    """A search cannot go on (a storage of another configuration that cannot be set aside, say)."""
+
+
+# -- graphs ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Graph:
+    """M nodes (node 1 = the target) and a gate on every edge "s->t" (s = 0 is the label node)."""
+
+    models: tuple[str, ...]
+    gates: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        expected = set(edge_names(len(self.models)))
+        if set(self.gates) != expected:
+            raise ValueError(f"graph of {len(self.models)} nodes needs gates on {sorted(expected)}, got {sorted(self.gates)}")
+        bad = [g for g in self.gates.values() if g not in GATES]
+        if bad:
+            raise ValueError(f"unknown gate {bad[0]!r}; gates: {', '.join(GATES)}")
+
+    @property
+    def size(self) -> int:
+        return len(self.models)
+
+    def gate(self, source: int, target: int) -> str:
+        return self.gates[f"{source}->{target}"]
+
+    def frozen(self, node: int) -> bool:
+        """Every incoming edge cut off: the node is a pre-trained network that only teaches."""
+        return all(self.gate(s, node) == "cutoff" for s in range(self.size + 1) if s != node)
+
+    @classmethod
+    def all_through(cls, models: list[str] | tuple[str, ...]) -> "Graph":
+        return cls(tuple(models), {e: "through" for e in edge_names(len(models))})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"models": list(self.models), "gates": dict(sorted(self.gates.items()))}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Graph":
+        return cls(tuple(raw["models"]), dict(raw["gates"]))
+
+
+def edge_names(size: int) -> list[str]:
+    return [f"{s}->{t}" for t in range(1, size + 1) for s in range(size + 1) if s != t]
+
+
+# -- the search definition -------------------------------------------------------------------------
+
+@dataclass
+class SearchDef:
+    """One study: what a paper module hands to the search (kdrepro.papers.ktg builds these)."""
+
+    name: str
+    directory: Path
+    node_count: int
+    target_model: str
+    aux_models: tuple[str, ...]
+    trials: int  # T
+    workers: int  # D
+    seed: int
+    objective: str  # "validation" or "test"
+    make_spec: Callable[[Graph, int, str], RunSpec]  # (graph, seed, run name) -> the trial's run spec
+    eval_node: str = "node1"
+
+    @property
+    def storage_path(self) -> Path:
+        return self.directory / STORAGE
+
+    @property
+    def best_path(self) -> Path:
+        return self.directory / "best.json"
+
+    @property
+    def trials_csv(self) -> Path:
+        return self.directory / "trials.csv"
+
+    def done_flag(self, worker: int) -> Path:
+        return self.directory / f"worker{worker}.done"
+
+    def trial_dir(self, origin: int) -> Path:
+        return self.directory / "trials" / f"trial{origin:04d}"
+
+    def trial_seed(self, origin: int) -> int:
+        return self.seed * 100_000 + origin
+
+    @property
+    def objective_key(self) -> str:
+        if self.objective not in ("validation", "test"):
+            raise SearchError(f"search {self.name}: objective must be 'validation' or 'test', got {self.objective!r}")
+        return f"{'val' if self.objective == 'validation' else 'test'}_acc[{self.eval_node}]"
+
+    @property
+    def config_hash(self) -> str:
+        """Everything that decides the trials' results: the space, the budget and the training recipe
+        (the spec of a probe graph stands for the recipe). Not the number of workers."""
+        probe = self.make_spec(Graph.all_through([self.target_model] * self.node_count), 0, f"{self.name}/probe")
+        identity = {"name": self.name, "nodes": self.node_count, "target": self.target_model, "aux": list(self.aux_models),
+                    "trials": self.trials, "seed": self.seed, "objective": self.objective, "recipe": probe.config_hash}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# -- Optuna plumbing -------------------------------------------------------------------------------
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def trial_seeded_sampler(seed: int):
+    optuna = _optuna()
+
+    class TrialSeededSampler(optuna.samplers.RandomSampler):
+        """RandomSampler whose draws for trial k depend only on (seed, k, parameter): the graphs explored
+        are the same whatever the number of workers and the order in which they ask."""
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            import numpy as np
+
+            if not isinstance(param_distribution, optuna.distributions.CategoricalDistribution):
+                return super().sample_independent(study, trial, param_name, param_distribution)
+            digest = hashlib.sha256(f"{seed}/{trial.number}/{param_name}".encode()).digest()
+            rng = np.random.RandomState(int.from_bytes(digest[:4], "little"))
+            return param_distribution.choices[rng.randint(len(param_distribution.choices))]
+
+    return TrialSeededSampler(seed=seed)
+
+
+def pruner():
+    """ASHA: rungs at 1, 2, 4, ... epochs, the bottom half stopped (the official code's settings)."""
+    return _optuna().pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, min_early_stopping_rate=0)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes on this machine (and NFS with working locks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def storage(search: SearchDef):
+    optuna = _optuna()
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    search.directory.mkdir(parents=True, exist_ok=True)
+    backend = JournalFileBackend(str(search.storage_path), lock_obj=JournalFileOpenLock(str(search.storage_path)))
+    return optuna.storages.JournalStorage(backend)
+
+
+def open_study(search: SearchDef):
+    """The study in its journal, created by whichever worker comes first. A journal of another
+    configuration is set aside (journal-<hash>.stale.log), never mixed in."""
+    optuna = _optuna()
+    with file_lock(search.directory / "open.lock"):
+        if search.storage_path.exists():
+            old = optuna.load_study(study_name=search.name, storage=storage(search)).user_attrs.get("config_hash")
+            if old != search.config_hash:
+                stale = search.directory / f"journal-{old}.stale.log"
+                search.storage_path.rename(stale)
+                print(f"[kdrepro] {search.storage_path} belongs to another configuration; kept as {stale.name}", file=sys.stderr)
+        study = optuna.create_study(study_name=search.name, storage=storage(search), sampler=trial_seeded_sampler(search.seed),
+                                    pruner=pruner(), direction="maximize", load_if_exists=True)
+        if "config_hash" not in study.user_attrs:
+            study.set_user_attr("config_hash", search.config_hash)
+            study.set_user_attr("trials", search.trials)
+            study.set_user_attr("objective", search.objective)
+    return study
+
+
+def counts(study) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        out[trial.state.name.lower()] = out.get(trial.state.name.lower(), 0) + 1
+    return out
+
+
+def finished(c: dict[str, int]) -> int:
+    return c.get("complete", 0) + c.get("pruned", 0)
+
+
+def owner(worker: int) -> str:
+    return f"{socket.gethostname()}/worker{worker}"
+
+
+def recover_stale(study, search: SearchDef, worker: int) -> list[int]:
+    """Trials this worker index left RUNNING (it was killed): failed, and their graphs enqueued again
+    with the same seed, so that the retry resumes their training. Returns the numbers recovered."""
+    optuna = _optuna()
+    recovered = []
+    with file_lock(search.directory / "ask.lock"):
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if trial.user_attrs.get("owner") != owner(worker):
+                continue
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            origin = trial.user_attrs.get("origin", trial.number)
+            study.enqueue_trial(trial.params, user_attrs={"origin": origin, "retry_of": trial.number}, skip_if_exists=False)
+            recovered.append(trial.number)
+    return recovered
+
+
+def sample_graph(trial, search: SearchDef) -> Graph:
+    models = [search.target_model] + [trial.suggest_categorical(f"model_{i}", list(search.aux_models))
+                                      for i in range(2, search.node_count + 1)]
+    gates = {e: trial.suggest_categorical(f"gate_{e}", list(GATES)) for e in edge_names(search.node_count)}
+    return Graph(tuple(models), gates)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(path.read_text()))]
+
+
+def run_trial(study, trial, search: SearchDef, runs_root: Path, device: str) -> str:
+    """Train one sampled graph with pruning; returns the state name told to the study."""
+    optuna = _optuna()
+    from kdrepro.engine import TrainingError, train_run
+
+    origin = int(trial.user_attrs.get("origin", trial.number))
+    if "origin" not in trial.user_attrs:
+        trial.set_user_attr("origin", origin)
+    graph = sample_graph(trial, search)
+    trial.set_user_attr("graph", graph.to_dict())
+    seed = search.trial_seed(origin)
+    trial.set_user_attr("seed", seed)
+    if graph.frozen(1):
+        trial.set_user_attr("rejected", "every edge into node 1 is cut off (it would be a frozen pre-trained node)")
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return "pruned"
+    spec = search.make_spec(graph, seed, f"{search.name}/trial{origin:04d}")
+    run_dir = search.trial_dir(origin)
+    key = search.objective_key
+
+    def report(epoch: int, row: dict[str, Any]) -> None:
+        trial.report(row[key], int(epoch))
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    try:
+        for row in read_rows(run_dir / "epochs.csv"):  # epochs a killed attempt already trained
+            report(int(row["epoch"]), row)
+        metrics = train_run(spec, run_dir, runs_root, device=device, progress=False, on_epoch=report)
+    except optuna.TrialPruned:
+        (run_dir / "resume.pt").unlink(missing_ok=True)
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return "pruned"
+    except TrainingError as err:  # a diverging graph (NaN loss) is a failed trial, not a failed search
+        trial.set_user_attr("error", str(err))
+        (run_dir / "resume.pt").unlink(missing_ok=True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return "fail"
+    except BaseException:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # the retraining runs keep weights; trials keep their logs
+    value = read_rows(run_dir / "epochs.csv")[-1][key] if key not in metrics else metrics[key]
+    study.tell(trial, value)
+    return "complete"
+
+
+def run_worker(search: SearchDef, worker: int, runs_root: Path, device: str = "cpu", log=sys.stderr) -> dict[str, int]:
+    """Work on the study until it has T finished trials (or the rest are running elsewhere)."""
+    if not 0 <= worker < search.workers:
+        raise SearchError(f"search {search.name}: worker must be in 0..{search.workers - 1}, got {worker}")
+    search.done_flag(worker).unlink(missing_ok=True)
+    study = open_study(search)
+    recovered = recover_stale(study, search, worker)
+    if recovered:
+        print(f"[kdrepro] {search.name}: trials {recovered} of a killed worker {worker} failed; retrying their graphs", file=log)
+    mine: dict[str, int] = {}
+    while True:
+        with file_lock(search.directory / "ask.lock"):
+            c = counts(study)
+            if finished(c) + c.get("running", 0) >= search.trials:
+                break
+            trial = study.ask()
+            trial.set_user_attr("owner", owner(worker))
+            trial.set_user_attr("pid", os.getpid())
+        state = run_trial(study, trial, search, runs_root, device)
+        mine[state] = mine.get(state, 0) + 1
+        print(f"[kdrepro] {search.name}: trial {trial.number} {state} ({finished(counts(study))}/{search.trials} finished)",
+              file=log, flush=True)
+    c = counts(study)
+    summary = {"worker": worker, "mine": mine, "study": c}
+    from kdrepro.engine.checkpoint import save_json
+
+    save_json(summary, search.done_flag(worker))
+    return c
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+def export(search: SearchDef) -> dict[str, Any]:
+    """best.json (the best finished graph) and trials.csv (every trial's objective per epoch)."""
+    from kdrepro.engine.checkpoint import save_json, save_text
+
+    optuna = _optuna()
+    if not search.storage_path.exists():
+        raise SearchError(f"search {search.name}: no study at {search.storage_path} (run `kdrepro search` first)")
+    study = optuna.load_study(study_name=search.name, storage=storage(search))
+    if study.user_attrs.get("config_hash") != search.config_hash:
+        raise SearchError(f"search {search.name}: {search.storage_path} holds another configuration; run the search again")
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise SearchError(f"search {search.name}: no trial finished ({counts(study)})")
+    best = max(complete, key=lambda t: (t.value, -t.number))
+    rows = []
+    for t in trials:
+        for epoch, value in sorted(t.intermediate_values.items()):
+            rows.append({"trial": t.number, "state": t.state.name.lower(), "epoch": epoch, "objective": value})
+        if not t.intermediate_values:
+            rows.append({"trial": t.number, "state": t.state.name.lower(), "epoch": 0, "objective": math.nan})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["trial", "state", "epoch", "objective"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(buffer.getvalue(), search.trials_csv)
+    result = {
+        "study": search.name,
+        "config_hash": search.config_hash,
+        "node_count": search.node_count,
+        "objective": search.objective,
+        "objective_key": search.objective_key,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_seed": best.user_attrs.get("seed"),
+        "graph": best.user_attrs["graph"],
+        "trials": counts(study),
+        "budget": {"T": search.trials, "D": search.workers},
+    }
+    save_json(result, search.best_path)
+    return result
+
+
+def load_best(path: Path) -> Graph | None:
+    if not path.exists():
+        return None
+    return Graph.from_dict(json.loads(path.read_text())["graph"])

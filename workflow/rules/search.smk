@@ -1,0 +1,47 @@
+# The KTG graph searches (kdrepro.search): D worker jobs per study share one Optuna journal under
+# results/<setting>/search/<study>/, then a checkpoint exports the best graph. The runs that retrain
+# that graph exist only once best.json does: the tables, figures and claims name them through
+# `deferred_metrics`: one input function per search, which waits on its checkpoint, registers the specs in
+# REGISTRY (so the train rule finds them) and returns their metrics. Snakemake re-evaluates the DAG
+# when the checkpoint finishes; a later invocation finds best.json at parse time and needs no wait.
+
+
+include: "search_common.smk"
+
+
+rule search_worker:
+    input:
+        setting=f"{RESULTS}/setting.json",
+        pretrained=search_pretrained,
+    output:
+        search_path("{study}", "worker{worker}.done"),
+    log:
+        f"{RESULTS}/logs/search/{{study}}/worker{{worker}}.log",
+    conda:
+        "../envs/kdrepro.yaml"
+    threads: config["threads_per_job"]
+    resources:
+        **train_device_resources(),
+        runtime=search_runtime,
+        train_slot=1,
+    params:
+        device=config["device"],
+    shell:
+        "kdrepro search {wildcards.study} --worker {wildcards.worker} --configfile {input.setting}"
+        " --device {params.device} --threads {threads} > {log} 2>&1"
+
+
+checkpoint search_best:
+    input:
+        setting=f"{RESULTS}/setting.json",
+        workers=search_workers,
+    output:
+        best=search_path("{study}", "best.json"),
+        trials=search_path("{study}", "trials.csv"),
+    log:
+        f"{RESULTS}/logs/search/{{study}}/export.log",
+    localrule: True
+    conda:
+        "../envs/kdrepro.yaml"
+    shell:
+        "kdrepro search {wildcards.study} --export --configfile {input.setting} > {log} 2>&1"
