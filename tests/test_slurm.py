@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 SCRIPT = REPO / "workflow/scripts/slurm_cluster.sh"
 # one teacher -> assistant -> student chain (plane10 -> plane8 -> plane2 and two more assistants)
-# and the table that reads it: 7 training runs on 3 levels, so 3 bundled cluster jobs
+# and the table that reads it: 7 training runs on 3 levels of the DAG, bundled into a few cluster jobs
 TARGET = "takd_table2"
 CHAIN = ["plane10", "plane10-plane8", "plane10-plane8-plane2"]
 TIMEOUT_S = 420  # every snakemake call is bounded (SIGINT: SIGTERM does not stop a waiting Snakemake)
@@ -98,7 +98,9 @@ def test_smoke_chain_and_table_through_slurm_equal_a_local_run(slurm_cluster, tm
     # the training jobs went through SLURM: Snakemake logged their job ids, SLURM knows them as
     # completed, and the job logs sit under the group names of the bundles
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", out)
-    assert len(job_ids) == 3, out[-3000:]  # one cluster job per level of the chain, not one per run
+    # bundled: at least one cluster job per level of the chain (3), fewer than one per run (7);
+    # where a level's runs fall across bundle boundaries depends on the other papers' runs
+    assert 3 <= len(job_ids) < 7, out[-3000:]
     states = subprocess.run(["squeue", "-h", "--states=all", "-o", "%i %T", "-j", ",".join(job_ids)],
                             capture_output=True, text=True, timeout=30).stdout
     assert all(f"{i} COMPLETED" in states for i in job_ids), states
