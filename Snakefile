@@ -9,7 +9,10 @@ from kdrepro.config import validate as validate_setting
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# the embedded default, unless settings are given with --configfile (they replace it, not merge into it)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 # unknown keys and bad values stop here, with the dotted key named; defaults are filled in

@@ -104,3 +104,9 @@ def test_smoke_run_builds_every_table_figure_and_the_report(tmp_path):
     assert (wd / "report.html").stat().st_size > 100_000
     # a second invocation has nothing to do: outputs are complete and not retrained
     assert "Nothing to be done" in snakemake(wd, "--configfile", "config/smoke.yaml", "-n").stdout
+
+
+def test_a_configfile_replaces_the_default_setting_instead_of_merging_into_it(workdir):
+    # config/config.yaml subsets the data and narrows the networks; the paper setting must not inherit that
+    out = snakemake(workdir, "-n", "-p", "takd_table1", "--configfile", "config/paper.yaml", "--workflow-profile", "none").stdout
+    assert '"train_subset": null' in out and '"train_subset": 2000' not in out and '"width"' not in out

@@ -8,9 +8,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from kdrepro.engine.checkpoint import atomic_write  # noqa: E402
+from kdrepro.experiments import SNAPSHOT  # noqa: E402
 from kdrepro.report.tables import RunResolver, caption, write_table  # noqa: E402
 
 if TYPE_CHECKING:
@@ -93,15 +95,16 @@ def defective_teacher(ax, panel, stat) -> list[dict[str, Any]]:
             continue
         seen.add(runs)
         poor, taught = stat(f"snapshot:{teacher}@{epoch}"), stat(f"dekd:{teacher}@{epoch}>{student}")
-        rows.append({"teacher_reference_epoch": epoch, "teacher_mean": poor.mean, "teacher_std": poor.std,
-                     "student_mean": taught.mean, "student_std": taught.std, "n": taught.n})
+        trained_epochs = int(stat.resolve(f"snapshot:{teacher}@{epoch}")[0].rpartition(SNAPSHOT)[2])
+        rows.append({"teacher_reference_epoch": epoch, "teacher_epoch": trained_epochs, "teacher_mean": poor.mean,
+                     "teacher_std": poor.std, "student_mean": taught.mean, "student_std": taught.std, "n": taught.n})
     rows.sort(key=lambda r: r["teacher_mean"])
     baseline = stat(f"scratch:{student}")
     ax.errorbar([r["teacher_mean"] for r in rows], [r["student_mean"] for r in rows],
                 yerr=[0 if r["n"] < 2 else r["student_std"] for r in rows], marker="o", capsize=3, label=f"{student} taught (De-KD)")
     ax.axhline(baseline.mean, color="tab:red", label=f"{student} baseline {baseline.text()}")
     for r in rows:
-        ax.annotate(f"ep {r['teacher_reference_epoch']}", (r["teacher_mean"], r["student_mean"]), fontsize=7,
+        ax.annotate(f"epoch {r['teacher_epoch']}", (r["teacher_mean"], r["student_mean"]), fontsize=7,
                     textcoords="offset points", xytext=(3, 4))
     ax.set_xlabel(f"poorly trained teacher {teacher}: test accuracy (%)")
     ax.set_ylabel("student test accuracy (%)")
@@ -119,6 +122,7 @@ def curves(ax, panel, stat) -> list[dict[str, Any]]:
         mean, low, high = frame.mean(axis=1), frame.min(axis=1), frame.max(axis=1)
         ax.plot(mean.index, mean, label=label)
         ax.fill_between(mean.index, low, high, alpha=0.2)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         rows += [{"line": label, "epoch": int(e), "mean": m, "min": lo, "max": hi, "n": frame.shape[1]}
                  for e, m, lo, hi in zip(mean.index, mean, low, high)]
     ax.set_xlabel("epoch")
