@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from kdrepro.experiments import EXPERIMENTS_DIR, Registry, Results, load_yaml, num_classes
+from kdrepro.experiments import EXPERIMENTS_DIR, Registry, Results, load_yaml, num_classes, paper_seeds
 from kdrepro.graph import LABELS, Edge, RunSpec
 from kdrepro.papers import takd
 from kdrepro.report.claims import Claim, compare, verdict
@@ -30,7 +30,7 @@ class Cells:
     def __init__(self, registry: Registry):
         self.registry = registry
         self.settings = registry.config["cckd"]
-        self.seeds = self.settings.get("seeds") or registry.config["seeds"]
+        self.seeds = paper_seeds(registry.config, PAPER)
         self.takd_experiment = registry.experiments.get("takd") or load_yaml(EXPERIMENTS_DIR / "takd.yaml")
 
     def runs(self, cell: dict[str, Any], dataset: str) -> list[str]:
@@ -116,19 +116,12 @@ def layout(registry: Registry, decl: dict[str, Any]) -> dict[str, Any]:
     return {**decl, "columns": list(cells), "rows": rows}
 
 
-def seeded(registry: Registry) -> Registry:
-    """The registry seen with the cckd seeds (captions and claims name them); runs and targets shared."""
-    seeds = registry.config["cckd"].get("seeds") or registry.config["seeds"]
-    return replace(registry, config={**registry.config, "seeds": list(seeds)})
-
-
 def build(registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]) -> None:
     cells = Cells(registry)
-    view = seeded(registry)
     context = {"paper": PAPER, "paper_title": experiment["paper"], "report": experiment["report"]}
     for name, table in experiment["tables"].items():
         decl = layout(registry, {**table, "all_pairs": name == "cckd_table1"})
-        registry.targets[name] = table_target(view, name, decl, paper_values, cells.runs, context)
+        registry.targets[name] = table_target(registry, name, decl, paper_values, cells.runs, context)
 
 
 def claims(results: Results) -> list[Claim]:
