@@ -82,6 +82,8 @@ def test_cc_per_sample_mean_is_the_batch_loss():
     assert per_sample.shape == (7,)
     assert per_sample.mean().item() == pytest.approx(F.mse_loss(correlation_matrix(s), correlation_matrix(t)).item(), rel=1e-6)
     assert LOSS_INFO["cc"].batch and LOSS_INFO["cc"].inputs == "embedding"
+    with torch.autocast("cpu", torch.bfloat16):  # the CUDA fast path runs the step under bf16 autocast
+        assert torch.equal(LOSSES["cc"](t, s, torch.zeros(7, dtype=torch.long)), per_sample)
 
 
 def test_repdistiller_form_and_hint_losses():

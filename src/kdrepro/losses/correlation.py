@@ -61,10 +61,12 @@ def correlation_matrix(features: torch.Tensor, kernel: str = "rbf", gamma: float
 @register_loss("cc", inputs="embedding", batch=True)
 def correlation_congruence(source: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, kernel: str = "rbf",
                            gamma: float = 0.4, order: int = 2, normalize: bool = True) -> torch.Tensor:
-    """Per-sample rows of (psi(F_t) - psi(F_s))^2 averaged over j; the batch mean is L_CC."""
-    teacher = correlation_matrix(source, kernel, gamma, order, normalize)
-    student = correlation_matrix(target, kernel, gamma, order, normalize)
-    return (teacher - student).pow(2).mean(dim=1)
+    """Per-sample rows of (psi(F_t) - psi(F_s))^2 averaged over j; the batch mean is L_CC. Computed in
+    fp32 even under bf16 autocast: the differences of correlation entries are near bf16's resolution."""
+    with torch.autocast(source.device.type, enabled=False):
+        teacher = correlation_matrix(source, kernel, gamma, order, normalize)
+        student = correlation_matrix(target, kernel, gamma, order, normalize)
+        return (teacher - student).pow(2).mean(dim=1)
 
 
 class LinearEmbedPair(nn.Module):
