@@ -169,15 +169,19 @@ def trial_seeded_sampler(seed: int):
         are the same whatever the number of workers and the order in which they ask."""
 
         def sample_independent(self, study, trial, param_name, param_distribution):
-            import numpy as np
-
             if not isinstance(param_distribution, optuna.distributions.CategoricalDistribution):
                 return super().sample_independent(study, trial, param_name, param_distribution)
-            digest = hashlib.sha256(f"{seed}/{trial.number}/{param_name}".encode()).digest()
-            rng = np.random.RandomState(int.from_bytes(digest[:4], "little"))
-            return param_distribution.choices[rng.randint(len(param_distribution.choices))]
+            return sampled_choice(seed, trial.number, param_name, param_distribution.choices)
 
     return TrialSeededSampler(seed=seed)
+
+
+def sampled_choice(seed: int, number: int, name: str, choices):
+    """The choice trial `number` draws for parameter `name`: uniform, from a generator seeded by all three."""
+    import numpy as np
+
+    digest = hashlib.sha256(f"{seed}/{number}/{name}".encode()).digest()
+    return choices[np.random.RandomState(int.from_bytes(digest[:4], "little")).randint(len(choices))]
 
 
 def pruner():

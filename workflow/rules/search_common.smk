@@ -50,6 +50,7 @@ def deferred_metrics(target_name):
     studies = ktg_paper.deferred_studies(REGISTRY, target_name)
     if not studies:
         return []
+    known = set(REGISTRY.targets[target_name].runs)  # named already when best.json existed at parse time
 
     def inputs(wildcards):
         paths, pending = [], []
@@ -72,13 +73,13 @@ def deferred_metrics(target_name):
                         "group": None,
                     }
             paths += [best.best, best.trials]
-            paths += [run_file(run, "metrics.json") for run in runs]
+            paths += [run_file(r, "metrics.json") for r in runs if r not in known]
         if (
             pending
         ):  # every unfinished search enters the DAG now, not one after the other
             raise IncompleteCheckpointException(
                 pending[0].rule, [err.targetfile for err in pending]
             )
-        return paths
+        return list(dict.fromkeys(paths))  # once each: Snakemake compares the recorded input lists
 
     return inputs

@@ -273,7 +273,7 @@ def graph_drawing(ax, panel, stat) -> list[dict[str, Any]]:
         if gate == "cutoff":
             continue
         ax.add_patch(FancyArrowPatch(pos[s], pos[t], connectionstyle="arc3,rad=0.18", arrowstyle="-|>", mutation_scale=14,
-                                     color=GATE_COLOURS[gate], linewidth=1.8, shrinkA=22, shrinkB=22))
+                                     color=GATE_COLOURS[gate], linewidth=1.8, shrinkA=26, shrinkB=26))
     for i in range(n + 1):
         x, y = pos[i]
         if i == 0:
@@ -285,8 +285,8 @@ def graph_drawing(ax, panel, stat) -> list[dict[str, Any]]:
             rows.append({"source": f"node{i}", "target": "", "gate": "", "model": graph.models[i - 1],
                          "trained": ktg.trained(graph.models[i - 1]), "pretrained": graph.frozen(i),
                          "test_acc_mean": acc.mean if acc else None, "n": acc.n if acc else 0})
-        ax.scatter([x], [y], s=1400, color=colour, edgecolors="black", zorder=3)
-        ax.annotate(text, (x, y), ha="center", va="center", fontsize=7, zorder=4,
+        ax.scatter([x], [y], s=2300, color=colour, edgecolors="black", zorder=3)
+        ax.annotate(text, (x, y), ha="center", va="center", fontsize=6, zorder=4,
                     color="white" if colour in ("tab:red", "tab:blue") else "black")
     for gate, colour in GATE_COLOURS.items():
         ax.plot([], [], color=colour, label=gate)
