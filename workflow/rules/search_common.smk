@@ -50,7 +50,9 @@ def deferred_metrics(target_name):
     studies = ktg_paper.deferred_studies(REGISTRY, target_name)
     if not studies:
         return []
-    known = set(REGISTRY.targets[target_name].runs)  # named already when best.json existed at parse time
+    known = set(
+        REGISTRY.targets[target_name].runs
+    )  # named already when best.json existed at parse time
 
     def inputs(wildcards):
         paths, pending = [], []
@@ -80,6 +82,8 @@ def deferred_metrics(target_name):
             raise IncompleteCheckpointException(
                 pending[0].rule, [err.targetfile for err in pending]
             )
-        return list(dict.fromkeys(paths))  # once each: Snakemake compares the recorded input lists
+        return list(
+            dict.fromkeys(paths)
+        )  # once each: Snakemake compares the recorded input lists
 
     return inputs
