@@ -50,9 +50,8 @@ def deferred_metrics(target_name):
     studies = ktg_paper.deferred_studies(REGISTRY, target_name)
     if not studies:
         return []
-    known = set(
-        REGISTRY.targets[target_name].runs
-    )  # named already when best.json existed at parse time
+    # runs named already (best.json existed at parse time) are not listed twice
+    known = set(REGISTRY.targets[target_name].runs)
 
     def inputs(wildcards):
         paths, pending = [], []
@@ -82,8 +81,7 @@ def deferred_metrics(target_name):
             raise IncompleteCheckpointException(
                 pending[0].rule, [err.targetfile for err in pending]
             )
-        return list(
-            dict.fromkeys(paths)
-        )  # once each: Snakemake compares the recorded input lists
+        # once each: Snakemake compares the input lists it recorded
+        return list(dict.fromkeys(paths))
 
     return inputs
