@@ -27,6 +27,12 @@ class Node:
     frozen_from: str | None = None  # run whose checkpoint this frozen node loads
     frozen_epoch: int | None = None  # load that run's snapshot of this epoch instead of its final weights
     init_from: str | None = None  # run whose checkpoint initialises this trainable node
+    # With init_from: only the parameters (and buffers) under these module paths are taken from that
+    # checkpoint, the rest keep this run's fresh initialisation (FitNets: the layers up to the guided
+    # one, Algorithm 1 line 5); None = the whole network. Their learning rate is multiplied by
+    # init_lr_scale (the official FitNets code's -lrs). Left out of to_dict/the hash at the defaults.
+    init_layers: tuple[str, ...] | None = None
+    init_lr_scale: float = 1.0
 
     @property
     def trainable(self) -> bool:
@@ -41,6 +47,7 @@ class Edge:
     weight: float = 1.0
     gate: str = "through"
     options: dict[str, Any] = field(default_factory=dict)
+    gate_options: dict[str, Any] = field(default_factory=dict)  # the gate's own options (linear_decay's start, end)
 
     @property
     def label(self) -> str:
@@ -53,6 +60,19 @@ class Optimizer:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
+    kind: str = "sgd"  # sgd | rmsprop (torch.optim.RMSprop's rule: alpha = the decay of the mean square, eps)
+    alpha: float = 0.99
+    eps: float = 1e-8
+
+
+OPTIMIZERS = ("sgd", "rmsprop")
+# Fields added after specs were first hashed: left out of to_dict (so of to_json and the config hash)
+# while they hold their defaults, so that every spec written before them keeps its hash.
+LATER_DEFAULTS = {
+    "nodes": {"init_layers": None, "init_lr_scale": 1.0},
+    "edges": {"gate_options": {}},
+    "optimizer": {"kind": "sgd", "alpha": 0.99, "eps": 1e-8},
+}
 
 
 @dataclass(frozen=True)
@@ -144,7 +164,7 @@ class RunSpec:
                 raise SpecError(f"{where}: edge {edge.label} targets frozen node {edge.target!r}")
             try:
                 check_options(LOSSES, "loss", edge.loss, edge.options)
-                check_options(GATES, "gate", edge.gate, {})
+                check_options(GATES, "gate", edge.gate, edge.gate_options)
             except ValueError as err:
                 raise SpecError(f"{where}: edge {edge.label}: {err}") from None
             info = LOSS_INFO[edge.loss]
@@ -163,6 +183,13 @@ class RunSpec:
             if node is not None and (node not in names or self.node(node).trainable):
                 raise SpecError(f"{where}: sampler {self.sampler.get('name')!r} needs the embeddings of a frozen node, "
                                 f"but {node!r} is not a frozen node of this run")
+        for node in self.nodes:
+            if (node.init_layers is not None or node.init_lr_scale != 1.0) and not node.init_from:
+                raise SpecError(f"{where}: node {node.name!r}: init_layers and init_lr_scale need init_from")
+        if self.optimizer.kind not in OPTIMIZERS:
+            raise SpecError(f"{where}: optimizer.kind must be one of {OPTIMIZERS}, got {self.optimizer.kind!r}")
+        if self.optimizer.kind == "rmsprop" and (self.optimizer.momentum or self.optimizer.nesterov):
+            raise SpecError(f"{where}: optimizer rmsprop takes no momentum (set momentum 0, nesterov false)")
         if self.schedule.kind not in ("constant", "step", "multistep"):
             raise SpecError(f"{where}: schedule.kind must be constant, step or multistep, got {self.schedule.kind!r}")
         bad = [e for e in self.save_epochs if not 0 <= e <= self.epochs]
@@ -171,13 +198,20 @@ class RunSpec:
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        raw = asdict(self)
+        for part, defaults in LATER_DEFAULTS.items():
+            for item in raw[part] if isinstance(raw[part], (list, tuple)) else [raw[part]]:
+                for key, default in defaults.items():
+                    if item[key] == default:
+                        del item[key]
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RunSpec":
         raw = dict(raw)
         raw["data"] = Data(**raw["data"])
-        raw["nodes"] = tuple(Node(**n) for n in raw["nodes"])
+        raw["nodes"] = tuple(Node(**{**n, "init_layers": tuple(n["init_layers"])} if n.get("init_layers") is not None else n)
+                             for n in raw["nodes"])
         raw["edges"] = tuple(Edge(**e) for e in raw["edges"])
         raw["optimizer"] = Optimizer(**raw.get("optimizer", {}))
         schedule = dict(raw.get("schedule", {}))

@@ -1,4 +1,4 @@
-"""SGD with momentum (PyTorch's update rule, foreach kernels) and epoch-wise learning-rate schedules.
+"""SGD with momentum and RMSProp (PyTorch's update rules, foreach kernels) and epoch-wise learning-rate schedules.
 
 Written out rather than taken from torch.optim because constructing a torch.optim optimizer imports
 TorchDynamo, which costs about 3 s per training process: a third of a short run's wall-clock.
@@ -14,20 +14,37 @@ from kdrepro.graph import RunSpec
 
 
 class SGD:
-    """torch.optim.SGD's update: d = g + wd*p; b = m*b + d (b = d at first); p -= lr * (d + m*b if nesterov else b)."""
+    """torch.optim.SGD's update: d = g + wd*p; b = m*b + d (b = d at first); p -= lr * (d + m*b if nesterov else b).
 
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, nesterov: bool, weight_decay: float):
+    `lr_scales` (one per parameter, default 1) multiply the rate of single parameters, as torch's param
+    groups with lr = base * scale do (FitNets' lr scale of the layers pre-trained in stage 1). Parameters
+    without a gradient (layers no edge reaches) are skipped, as torch does."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, nesterov: bool, weight_decay: float,
+                 lr_scales: list[float] | None = None):
         self.params, self.lr, self.momentum, self.nesterov, self.weight_decay = params, lr, momentum, nesterov, weight_decay
+        self.lr_scales = list(lr_scales) if lr_scales is not None else [1.0] * len(params)
+        if len(self.lr_scales) != len(params):
+            raise ValueError(f"{len(self.lr_scales)} lr_scales for {len(params)} parameters")
         self.buffers: list[torch.Tensor] | None = None
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
+    def with_grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[float]]:
+        chosen = [(p, s) for p, s in zip(self.params, self.lr_scales) if p.grad is not None]
+        return [p for p, _ in chosen], [p.grad for p, _ in chosen], [s for _, s in chosen]
+
+    def apply(self, params: list[torch.Tensor], updates: list[torch.Tensor], scales: list[float]) -> None:
+        """p -= lr * scale * update, one foreach call per distinct scale."""
+        for scale in sorted(set(scales)):
+            picked = [i for i, s in enumerate(scales) if s == scale]
+            torch._foreach_add_([params[i] for i in picked], [updates[i] for i in picked], alpha=-self.lr * scale)
+
     @torch.no_grad()
     def step(self) -> None:
-        params = [p for p in self.params if p.grad is not None]
-        grads = [p.grad for p in params]
+        params, grads, scales = self.with_grads()
         if self.weight_decay:
             grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
         if self.momentum:
@@ -37,13 +54,38 @@ class SGD:
                 torch._foreach_mul_(self.buffers, self.momentum)
                 torch._foreach_add_(self.buffers, grads)
             grads = torch._foreach_add(grads, self.buffers, alpha=self.momentum) if self.nesterov else self.buffers
-        torch._foreach_add_(params, grads, alpha=-self.lr)
+        self.apply(params, grads, scales)
 
     def state_dict(self) -> dict[str, Any]:
         return {"lr": self.lr, "buffers": self.buffers}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lr, self.buffers = state["lr"], state["buffers"]
+
+
+class RMSProp(SGD):
+    """torch.optim.RMSprop's update (no momentum, not centred): g = g + wd*p; v = alpha*v + (1-alpha)*g^2
+    (v = 0 at first); p -= lr * g / (sqrt(v) + eps). Pylearn2's RMSProp, which FitNets' code uses
+    (decay 0.9, max_scaling 1e5), divides by max(sqrt(v), 1/max_scaling) instead of sqrt(v) + eps: the
+    two differ only where sqrt(v) is below about 1e-5."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, alpha: float, eps: float, weight_decay: float,
+                 lr_scales: list[float] | None = None):
+        super().__init__(params, lr, 0.0, False, weight_decay, lr_scales)
+        self.alpha, self.eps = alpha, eps
+
+    @torch.no_grad()
+    def step(self) -> None:
+        params, grads, scales = self.with_grads()
+        if self.weight_decay:
+            grads = torch._foreach_add(grads, params, alpha=self.weight_decay)
+        if self.buffers is None:
+            self.buffers = [torch.zeros_like(g) for g in grads]
+        torch._foreach_mul_(self.buffers, self.alpha)
+        torch._foreach_addcmul_(self.buffers, grads, grads, value=1 - self.alpha)
+        denominators = torch._foreach_sqrt(self.buffers)
+        torch._foreach_add_(denominators, self.eps)
+        self.apply(params, torch._foreach_div(grads, denominators), scales)
 
 
 def learning_rate(spec: RunSpec, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:

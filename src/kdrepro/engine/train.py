@@ -25,7 +25,7 @@ from kdrepro.engine.checkpoint import (
     save_text,
     save_torch,
 )
-from kdrepro.engine.optim import SGD, learning_rate
+from kdrepro.engine.optim import SGD, RMSProp, learning_rate
 from kdrepro.data.samplers import make_sampler
 from kdrepro.graph import LABELS, Edge, Node, RunSpec
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
@@ -34,7 +34,15 @@ from kdrepro.models import create_model
 from kdrepro.models.features import FeatureTap
 
 # What an edge may read from a node besides its logits, and the module path that FeatureTap taps for it.
+# An edge may name other modules (options source_layer / target_layer, e.g. FitNets' hint and guided
+# layers): such a read is keyed by its module path, which FeatureTap then taps as it is.
 TAPS = {"embedding": "embedding", "feature_map": "embedding:input"}
+
+
+def edge_reads(edge: Edge) -> tuple[str, str]:
+    """What the edge reads at (source, target): its loss's `inputs`, or the module paths it names."""
+    inputs = LOSS_INFO[edge.loss].inputs
+    return edge.options.get("source_layer", inputs), edge.options.get("target_layer", inputs)
 
 
 class TrainingError(RuntimeError):
@@ -63,10 +71,21 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) 
         source = node.frozen_from or node.init_from
         if source:
             name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
-            model.load_state_dict(load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes))
+            weights = load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes)
+            if node.init_from and node.init_layers is not None:  # only these layers; the rest keep their fresh init
+                weights = {k: v for k, v in weights.items() if under(k, node.init_layers)}
+                missing = [p for p in node.init_layers if not any(under(k, (p,)) for k in weights)]
+                if missing:
+                    raise TrainingError(f"run {spec.name}: node {node.name!r}: init_layers {missing} name no weights of {node.arch}")
+            model.load_state_dict(weights, strict=node.init_layers is None)
         models[node.name] = prepare_model(model, node, device)
     models.update(build_edge_modules(spec, models, data, device))
     return models
+
+
+def under(name: str, prefixes: tuple[str, ...]) -> bool:
+    """Is the parameter or module `name` one of `prefixes` or inside one of them?"""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def edge_key(index: int, edge: Edge) -> str:
@@ -85,14 +104,14 @@ def build_edge_modules(spec: RunSpec, models: dict[str, nn.Module], data: Device
             continue
         dummy = torch.zeros(2, data.in_channels, data.image_size, data.image_size, device=device)
         with torch.no_grad():
-            outputs = {}
-            for name in (edge.source, edge.target):
+            outputs = []
+            for name, read in zip((edge.source, edge.target), edge_reads(edge)):
                 was_training = models[name].training
-                outputs[name] = forward(models[name].eval(), [info.inputs], dummy)[info.inputs]
+                outputs.append(forward(models[name].eval(), [read], dummy)[read])
                 models[name].train(was_training)
         torch.manual_seed(spec.seed * 1000 + 500 + index)
         _, module_options = split_options(edge.loss, edge.options)
-        modules[edge_key(index, edge)] = info.module(outputs[edge.source], outputs[edge.target], **module_options).to(device)
+        modules[edge_key(index, edge)] = info.module(*outputs, **module_options).to(device)
     return modules
 
 
@@ -104,10 +123,9 @@ def node_inputs(spec: RunSpec) -> dict[str, list[str]]:
     """Per node, the outputs besides its logits that some edge reads."""
     needs: dict[str, set[str]] = {}
     for edge in spec.edges:
-        inputs = LOSS_INFO[edge.loss].inputs
-        if inputs != "logits":
-            for end in (edge.source, edge.target):
-                needs.setdefault(end, set()).add(inputs)
+        for end, read in zip((edge.source, edge.target), edge_reads(edge)):
+            if read != "logits" and end != LABELS:
+                needs.setdefault(end, set()).add(read)
     return {name: sorted(v) for name, v in needs.items()}
 
 
@@ -116,9 +134,9 @@ def forward(model: nn.Module, inputs: list[str], images: torch.Tensor) -> dict[s
     if not inputs:
         return {"logits": model(images)}
     wanted = [i for i in inputs if i != "logits"]
-    with FeatureTap(model, [TAPS[i] for i in wanted]) as tap:
+    with FeatureTap(model, [TAPS.get(i, i) for i in wanted]) as tap:
         logits = model(images)
-    return {"logits": logits} | {i: tap.features[TAPS[i]] for i in wanted}
+    return {"logits": logits} | {i: tap.features[TAPS.get(i, i)] for i in wanted}
 
 
 def prepare_model(model: nn.Module, node: Node, device: str | torch.device, compile_mode: str | None = None) -> nn.Module:
@@ -135,10 +153,21 @@ def prepare_model(model: nn.Module, node: Node, device: str | torch.device, comp
 
 
 def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]) -> SGD:
+    """One optimizer over every trainable node and edge module. A node initialised from another run
+    with init_lr_scale != 1 has the rate of its loaded layers (init_layers; all if None) scaled."""
     o = spec.optimizer
-    trainable = [p for n in spec.nodes if n.trainable for p in models[n.name].parameters()]
-    trainable += [p for module in edge_modules(spec, models) for p in module.parameters()]
-    return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay)
+    trainable, scales = [], []
+    for n in spec.nodes:
+        if n.trainable:
+            for name, p in models[n.name].named_parameters():
+                trainable.append(p)
+                loaded = n.init_from and (n.init_layers is None or under(name, n.init_layers))
+                scales.append(n.init_lr_scale if loaded else 1.0)
+    extra = [p for module in edge_modules(spec, models) for p in module.parameters()]
+    trainable, scales = trainable + extra, scales + [1.0] * len(extra)
+    if o.kind == "rmsprop":
+        return RMSProp(trainable, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay, lr_scales=scales)
+    return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, lr_scales=scales)
 
 
 def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor,
@@ -155,15 +184,16 @@ def edge_losses(spec: RunSpec, models: dict[str, nn.Module], images: torch.Tenso
                 outputs[node.name] = forward(models[node.name], needs.get(node.name, []), images)
     losses = []
     for index, edge in enumerate(spec.edges):
-        inputs = LOSS_INFO[edge.loss].inputs
-        source = None if edge.source == LABELS else outputs[edge.source][inputs].detach()
-        target = outputs[edge.target][inputs]
+        source_read, target_read = edge_reads(edge)
+        source = None if edge.source == LABELS else outputs[edge.source][source_read].detach()
+        target = outputs[edge.target][target_read]
         module = models.get(edge_key(index, edge))
         if module is not None:
             source, target = module(source, target)
         loss_options, _ = split_options(edge.loss, edge.options)
         per_sample = LOSSES[edge.loss](source, target, labels, **loss_options)
-        gate = GATES[edge.gate](None if edge.source == LABELS else outputs[edge.source]["logits"].detach(), labels, progress)
+        gate = GATES[edge.gate](None if edge.source == LABELS else outputs[edge.source]["logits"].detach(), labels, progress,
+                                **edge.gate_options)
         losses.append(edge.weight * (gate * per_sample).mean())
     return losses
 

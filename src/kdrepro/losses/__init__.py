@@ -8,5 +8,6 @@ Methods are found by name in these registries, never by if/elif chains.
 from kdrepro.losses.registry import GATES, LOSS_INFO, LOSSES, LossError, register_gate, register_loss
 from kdrepro.losses import gates, logits, smoothing  # noqa: F401  (registration side effects)
 from kdrepro.losses import correlation  # noqa: F401,E402  (CC and hint losses on embeddings)
+from kdrepro.losses import fitnets  # noqa: F401,E402  (FitNets' hint and KD cross-entropy)
 
 __all__ = ["GATES", "LOSS_INFO", "LOSSES", "LossError", "register_gate", "register_loss"]

@@ -1,4 +1,7 @@
-"""Gates of the knowledge-transfer graph (Minami et al.): per-sample weights on an edge's loss."""
+"""Gates of the knowledge-transfer graph (Minami et al.): per-sample weights on an edge's loss.
+
+A gate is gate(source logits or None, labels, progress in [0, 1], **options); its options come from
+the edge's `gate_options` and are checked against its signature before training."""
 
 from __future__ import annotations
 
@@ -31,3 +34,15 @@ def correct(source, labels: torch.Tensor, progress: float) -> torch.Tensor:
     if source is None:
         return through(source, labels, progress)
     return (source.argmax(dim=1) == labels).float()
+
+
+@register_gate("linear_decay")
+def linear_decay(source, labels: torch.Tensor, progress: float, start: float = 1.0, end: float = 0.0,
+                 begin: float = 0.0, until: float = 1.0) -> torch.Tensor:
+    """`start` until progress `begin`, then linearly to `end` at progress `until`, `end` after that
+    (FitNets' TeacherDecayOverEpoch with lambda 4 -> 1 over epochs 5..400: start 4, end 1, begin and
+    until those epochs as fractions of the run; `until` may exceed 1, the decay then stops part-way)."""
+    if until <= begin:
+        raise ValueError(f"linear_decay: until ({until}) must exceed begin ({begin})")
+    fraction = min(max((progress - begin) / (until - begin), 0.0), 1.0)
+    return torch.full_like(labels, start + (end - start) * fraction, dtype=torch.float32)

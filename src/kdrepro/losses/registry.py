@@ -39,6 +39,10 @@ def _register(table: dict[str, LossFn], kind: str):
 
 register_gate = _register(GATES, "gate")
 INPUTS = ("logits", "embedding", "feature_map")
+# Edge options that every loss reading features (inputs other than logits) takes: the module path read
+# at the source and at the target node in place of the `inputs` default (e.g. FitNets' hint and guided
+# layers, "features.h1" and "features.h10"; a path ending in ":input" reads the module's input).
+LAYER_OPTIONS = ("source_layer", "target_layer")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ def option_names(fn: Callable, skip: int) -> list[str]:
 def split_options(name: str, options: dict) -> tuple[dict, dict]:
     """An edge's options split into (the loss function's, the module factory's), by their signatures."""
     info = LOSS_INFO.get(name, LossInfo())
+    options = {k: v for k, v in options.items() if k not in LAYER_OPTIONS}  # the engine's, not the loss's
     if info.module is None:
         return options, {}
     for_module = set(option_names(info.module, 2))
@@ -99,6 +104,8 @@ def check_options(table: dict[str, LossFn], kind: str, name: str, options: dict)
     accepted = option_names(table[name], 3)
     if table is LOSSES and LOSS_INFO.get(name, LossInfo()).module is not None:
         accepted += [o for o in option_names(LOSS_INFO[name].module, 2) if o not in accepted]
+    if table is LOSSES and LOSS_INFO.get(name, LossInfo()).inputs != "logits":
+        accepted += list(LAYER_OPTIONS)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise LossError(f"{kind} {name!r} takes no option {unknown[0]!r}; it takes: {', '.join(accepted) or 'none'}")

@@ -7,5 +7,6 @@ from kdrepro.papers import takd
 from kdrepro.papers import tfkd
 from kdrepro.papers import cckd
 from kdrepro.papers import ktg
+from kdrepro.papers import fitnets
 
-PAPERS = {"takd": takd, "tfkd": tfkd, "cckd": cckd, "ktg": ktg}
+PAPERS = {"takd": takd, "tfkd": tfkd, "cckd": cckd, "ktg": ktg, "fitnets": fitnets}

@@ -1,0 +1,297 @@
+"""Maxout networks of FitNets (Romero et al., ICLR 2015): the maxout teachers, FitNets 1-4, the
+MNIST FitNet and the depth family of the paper's Fig. 3, with the paper's way of counting
+multiplications and parameters (scripts/computeNumberMult.py and computeNumberParams.py of the
+official code, adri-romsor/FitNets).
+
+A maxout unit is the maximum over `pieces` affine pieces: MaxoutConv2d convolves to out * pieces
+channels and keeps, per output channel, the largest of its `pieces` consecutive channels (pylearn2's
+grouping); MaxoutLinear likewise. A layer here is one pylearn2 MaxoutConvC01B: maxout convolution,
+then its own max-pool, so a layer's output (what a hint or a guided layer is) is the pooled map.
+
+Submodules: features.h0 ... features.hN (the conv layers), embedding (flatten, then the maxout FC
+where the network has one: the penultimate representation), classifier (the softmax layer's linear
+map). Each model carries `hint_layer` (the module path a FitNet student is guided *by*, on
+teachers) or `guided_layer` (the path of its guided layer, on students); `hint_layers(arch)` gives
+them without building the model.
+
+Architectures and their provenance (shared/reference/papers.md §3.2):
+  fitnet4               the 19-layer CIFAR FitNet of the official YAML (yaml/cifar10_fitnet19_all.yaml), EXACT;
+                        guided layer h10 (`hints: [[10, 1]]`)
+  fitnet1               conv 16,16,16 | 32,32,32 | 48,48,64 as in two re-implementations (zhuangzi926
+                        nets/fitnet.py); the paper's count of ~250K parameters suggests a layer these lack
+  fitnet2, fitnet3      LOW CONFIDENCE: widths recalled from the paper's appendix, not checked against it
+  fitnet_mnist          the MNIST FitNet of yaml/MNIST_fitnet_valid.yaml, EXACT; guided layer h3 (`[[3, 1]]`)
+  maxout_teacher_cifar  3 maxout conv (96, 192, 192) + maxout FC 500x5, zhuangzi926's sizes (nets/maxout.py,
+                        without its batch norm); the paper's teacher YAMLs are not released (~9M params there)
+  maxout_teacher_mnist  3 maxout conv (48, 48, 24), zhuangzi926's sizes; the paper reports ~361K parameters
+  fitnet_depth{3..13}   Fig. 3's students: `depth` maxout conv layers in three stages of widths w, 2w, 3w
+                        (pools after stages 1 and 2, a global max-pool after stage 3), w chosen by the
+                        multiplication counter so that the net costs `budget` multiplications (within ~10%)
+Pylearn2 pools round the output size up where a window overhangs the map; torch's max-pool rounds
+down (as the re-implementations do), which changes the teachers' map sizes by one in places.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+import torch
+from torch import nn
+
+from kdrepro.models.registry import ModelError, register_model, scaled
+
+GLOBAL = -1  # pool over the whole map
+
+
+class MaxoutConv2d(nn.Module):
+    """Convolution to out_channels * pieces channels, then the max over each unit's `pieces` channels."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], pieces: int = 2,
+                 padding: int = 0):
+        super().__init__()
+        self.out_channels, self.pieces = out_channels, pieces
+        self.conv = nn.Conv2d(in_channels, out_channels * pieces, kernel_size, padding=padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        n, _, h, w = y.shape
+        return y.view(n, self.out_channels, self.pieces, h, w).amax(dim=2)
+
+
+class MaxoutLinear(nn.Module):
+    """Linear map to out_features * pieces, then the max over each unit's `pieces` outputs."""
+
+    def __init__(self, in_features: int, out_features: int, pieces: int = 5):
+        super().__init__()
+        self.out_features, self.pieces = out_features, pieces
+        self.linear = nn.Linear(in_features, out_features * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(len(x), self.out_features, self.pieces).amax(dim=2)
+
+
+@dataclass(frozen=True)
+class Conv:
+    """One pylearn2 MaxoutConvC01B: maxout conv, then a max-pool (pool 0: none; GLOBAL: the whole map)."""
+
+    out: int
+    kernel: int = 3
+    pad: int = 1
+    pieces: int = 2
+    pool: int = 0
+    stride: int = 0  # pool stride (0: the pool size)
+
+
+@dataclass(frozen=True)
+class FC:
+    out: int
+    pieces: int = 5
+
+
+class MaxoutLayer(nn.Sequential):
+    def __init__(self, in_channels: int, spec: Conv):
+        layers: list[nn.Module] = [MaxoutConv2d(in_channels, spec.out, spec.kernel, spec.pieces, spec.pad)]
+        if spec.pool == GLOBAL:
+            layers.append(nn.AdaptiveMaxPool2d(1))
+        elif spec.pool > 1:
+            layers.append(nn.MaxPool2d(spec.pool, spec.stride or spec.pool))
+        super().__init__(*layers)
+
+
+class MaxoutNet(nn.Module):
+    def __init__(self, layers: list[Conv | FC], num_classes: int, in_channels: int, image_size: int,
+                 hint_layer: str | None = None, guided_layer: str | None = None, init_range: float | None = None):
+        super().__init__()
+        convs = [s for s in layers if isinstance(s, Conv)]
+        fcs = [s for s in layers if isinstance(s, FC)]
+        blocks, channels = OrderedDict(), in_channels
+        for i, spec in enumerate(convs):
+            blocks[f"h{i}"] = MaxoutLayer(channels, spec)
+            channels = spec.out
+        self.features = nn.Sequential(blocks)
+        size = image_size
+        for spec in convs:
+            size = size + 2 * spec.pad - spec.kernel + 1
+            if size < 1:
+                raise ModelError(f"maxout net: {image_size}x{image_size} input is too small for these layers")
+            size = 1 if spec.pool == GLOBAL else (size - spec.pool) // (spec.stride or spec.pool) + 1 if spec.pool > 1 else size
+        head: list[nn.Module] = [nn.Flatten()]
+        features = channels * size * size
+        for spec in fcs:
+            head.append(MaxoutLinear(features, spec.out, spec.pieces))
+            features = spec.out
+        self.embedding = nn.Sequential(*head)
+        self.classifier = nn.Linear(features, num_classes)
+        if hint_layer:
+            self.hint_layer = hint_layer
+        if guided_layer:
+            self.guided_layer = guided_layer
+        if init_range:  # pylearn2's `irange`: weights uniform in +-init_range, biases 0
+            for module in self.modules():
+                if isinstance(module, (nn.Conv2d, nn.Linear)):
+                    nn.init.uniform_(module.weight, -init_range, init_range)
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embedding(self.features(x)))
+
+
+def _scale(layers: list[Conv | FC], width: float) -> list[Conv | FC]:
+    return [Conv(scaled(s.out, width), s.kernel, s.pad, s.pieces, s.pool, s.stride) if isinstance(s, Conv)
+            else FC(scaled(s.out, width), s.pieces) for s in layers]
+
+
+def _stages(widths: list[list[int]], last_pool: int = GLOBAL) -> list[Conv]:
+    """3x3/pad 1 maxout convs (2 pieces); a 2x2 pool closes every stage but the last (global pool)."""
+    out = []
+    for k, stage in enumerate(widths):
+        for j, w in enumerate(stage):
+            end = j == len(stage) - 1
+            out.append(Conv(w, pool=(last_pool if k == len(widths) - 1 else 2) if end else 0))
+    return out
+
+
+ARCHS: dict[str, list[Conv | FC]] = {
+    "fitnet1": _stages([[16, 16, 16], [32, 32, 32], [48, 48, 64]]),
+    "fitnet2": _stages([[16, 32, 32], [48, 64, 80], [96, 96, 128]]),
+    "fitnet3": _stages([[32, 48, 64, 64], [80, 80, 80, 80], [128, 128, 128]]),
+    "fitnet4": _stages([[32, 32, 32, 48, 48], [80] * 6, [128] * 6]) + [FC(500, 5)],
+    "fitnet_mnist": [Conv(16, 5, 0), Conv(16, 3, 0, pool=4, stride=2), Conv(16, 5, 3), Conv(16, 3, 0, pool=4, stride=2),
+                     Conv(12, 3, 3, pieces=4), Conv(12, 3, 0, pieces=4, pool=2)],
+    "maxout_teacher_cifar": [Conv(96, 7, 3, pool=4, stride=2), Conv(192, 7, 2, pool=4, stride=2),
+                             Conv(192, 5, 2, pool=2), FC(500, 5)],
+    "maxout_teacher_mnist": [Conv(48, 7, 3, pool=4, stride=2), Conv(48, 7, 2, pool=4, stride=2), Conv(24, 5, 2, pool=2)],
+}
+# the module a student is guided by (teachers) / the student's guided layer (FitNets)
+HINT_LAYERS = {
+    "maxout_teacher_cifar": "features.h1",  # the teacher's 2nd layer (`hints: [[10, 1]]`)
+    "maxout_teacher_mnist": "features.h1",  # `[[3, 1]]`
+    "fitnet1": "features.h5", "fitnet2": "features.h5", "fitnet3": "features.h7",  # the end of the 2nd stage
+    "fitnet4": "features.h10",  # `hints: [[10, 1]]`
+    "fitnet_mnist": "features.h3",
+}
+TEACHERS = ("maxout_teacher_cifar", "maxout_teacher_mnist")
+INIT_RANGE = 0.005  # the official YAMLs' irange (option init_range; 0 = PyTorch's default initialisation)
+DEPTHS = (3, 5, 7, 9, 11, 13)
+STAGE_RATIO = (1, 2, 3)
+
+
+def hint_layers(arch: str) -> str:
+    """The module path of `arch`'s hint layer (teachers) or guided layer (students)."""
+    if arch.startswith("fitnet_depth"):
+        first, second, _ = depth_split(int(arch.removeprefix("fitnet_depth")))
+        return f"features.h{first + second - 1}"  # the end of the second stage, as in FitNets 1-4
+    if arch not in HINT_LAYERS:
+        raise ModelError(f"{arch!r} has no hint/guided layer (known: {', '.join(sorted(HINT_LAYERS))}, fitnet_depthN)")
+    return HINT_LAYERS[arch]
+
+
+def depth_split(depth: int) -> list[int]:
+    """Layers per stage: as equal as possible, the earlier stages taking the remainder."""
+    return [depth // 3 + (1 if i < depth % 3 else 0) for i in range(3)]
+
+
+def depth_layers(depth: int, base: float) -> list[Conv]:
+    split = depth_split(depth)
+    return _stages([[max(1, round(base * r))] * n for r, n in zip(STAGE_RATIO, split) if n])
+
+
+def depth_base_width(depth: int, budget: float, in_channels: int, image_size: int, num_classes: int = 10) -> float:
+    """The stage-1 width (in quarter channels; stages round w, 2w, 3w) whose net costs the multiplications
+    closest to `budget`: the counter decides."""
+    candidates = [q / 4 for q in range(4, 2049)]
+    return min(candidates, key=lambda w: abs(count_layers(depth_layers(depth, w), num_classes, in_channels, image_size)[0] - budget))
+
+
+def make(arch: str):
+    def build(num_classes: int, in_channels: int, image_size: int, width: float = 1.0, init_range: float = INIT_RANGE) -> nn.Module:
+        role = "hint_layer" if arch in TEACHERS else "guided_layer"
+        return MaxoutNet(_scale(ARCHS[arch], width), num_classes, in_channels, image_size,
+                         init_range=init_range, **{role: HINT_LAYERS[arch]})
+
+    build.__doc__ = f"FitNets {arch}: `width` scales every layer; `init_range` 0.005 = pylearn2's irange (0: PyTorch's init)."
+    return build
+
+
+def make_depth(depth: int):
+    def build(num_classes: int, in_channels: int, image_size: int, budget: float = 30e6, width: float = 1.0,
+              init_range: float = INIT_RANGE) -> nn.Module:
+        base = depth_base_width(depth, budget, in_channels, image_size, num_classes)
+        layers = _scale(depth_layers(depth, base), width)
+        return MaxoutNet(layers, num_classes, in_channels, image_size, guided_layer=hint_layers(f"fitnet_depth{depth}"),
+                         init_range=init_range)
+
+    build.__doc__ = (f"Fig. 3 student of {depth} maxout conv layers costing `budget` multiplications at the input it is "
+                     "built for (widths w, 2w, 3w by stage); `width` scales it afterwards.")
+    return build
+
+
+for _name in ARCHS:  # depth: the layers as Table 5 counts them (conv and maxout FC layers and the softmax)
+    register_model(_name, family="maxout", depth=len(ARCHS[_name]) + 1)(make(_name))
+for _depth in DEPTHS:
+    register_model(f"fitnet_depth{_depth}", family="fitnet_depth", depth=_depth)(make_depth(_depth))
+
+
+# -- counting as the paper does ---------------------------------------------------------------------
+
+def count_layers(layers: list[Conv | FC], num_classes: int, in_channels: int, image_size: int) -> tuple[int, int]:
+    """(multiplications, parameters) of a layer list by computeNumberMult.py / computeNumberParams.py:
+    a maxout conv costs pieces * (detector rows x cols) * kernel area * in * out multiplications (the
+    detector map is the conv output before pooling) and has pieces * kernel area * in * out weights;
+    a maxout FC pieces * in * out of each; the softmax in * classes. Biases are not counted."""
+    mult = params = 0
+    channels, size = in_channels, image_size
+    for spec in layers:
+        if isinstance(spec, Conv):
+            size = size + 2 * spec.pad - spec.kernel + 1
+            mult += spec.pieces * size * size * spec.kernel**2 * channels * spec.out
+            params += spec.pieces * spec.kernel**2 * channels * spec.out
+            channels = spec.out
+            size = 1 if spec.pool == GLOBAL else (size - spec.pool) // (spec.stride or spec.pool) + 1 if spec.pool > 1 else size
+        else:
+            inputs = channels * size * size
+            mult += spec.pieces * inputs * spec.out
+            params += spec.pieces * inputs * spec.out
+            channels, size = spec.out, 1
+    inputs = channels * size * size
+    return mult + inputs * num_classes, params + inputs * num_classes
+
+
+@torch.no_grad()
+def count_multiplications(model: nn.Module, in_channels: int, image_size: int) -> int:
+    """Multiplications of one image through `model`, counted on a forward pass: every Conv2d costs
+    (output map area) x (kernel area) x (in / groups) x out, every Linear in x out. On maxout layers
+    this is the paper's count (pieces included: their convs have out x pieces channels)."""
+    total = 0
+
+    def conv_hook(module: nn.Conv2d, inputs, output) -> None:
+        nonlocal total
+        kh, kw = module.kernel_size
+        total += output.shape[2] * output.shape[3] * kh * kw * (module.in_channels // module.groups) * module.out_channels
+
+    def linear_hook(module: nn.Linear, inputs, output) -> None:
+        nonlocal total
+        total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
+               for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    try:
+        model.eval()(torch.zeros(1, in_channels, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return total
+
+
+def count_weights(model: nn.Module) -> int:
+    """Parameters as the paper counts them: the weights of every conv and linear map, no biases."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+
+
+def budget_error(depth: int, budget: float, in_channels: int, image_size: int, num_classes: int = 10) -> float:
+    """Relative distance of fitnet_depth{depth}'s multiplications from the budget."""
+    base = depth_base_width(depth, budget, in_channels, image_size, num_classes)
+    return abs(count_layers(depth_layers(depth, base), num_classes, in_channels, image_size)[0] - budget) / budget
+
