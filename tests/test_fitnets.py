@@ -276,3 +276,31 @@ def test_hand_off_guided_layers_start_from_stage_one_and_the_rest_from_the_fresh
     assert train_run(stage2, tmp_path / stage2.name, tmp_path, progress=False)["epochs"] == 1
     with pytest.raises(SpecError, match="need init_from"):
         RunSpec("bad", data, (Node("student", "fitnet1", init_layers=guided),), (Edge(LABELS, "student", "ce"),), epochs=1, seed=0)
+
+
+@pytest.mark.workflow
+@needs_fashion_mnist
+def test_smoke_run_of_the_fitnets_targets(tmp_path):
+    from test_workflow import copy_workflow, snakemake
+
+    import pandas as pd
+
+    wd = copy_workflow(tmp_path)
+    snakemake(wd, "--configfile", "config/smoke.yaml", "--cores", "2", "fitnets")
+    tables = wd / "results/smoke/tables"
+    table1 = pd.read_csv(tables / "fitnets_table1.csv")
+    ours = table1[table1.dataset == "fashion_mnist"]
+    measured = ours[ours.algorithm.isin(["FitNet", "Teacher", "Standard backprop (FitNet 4)", "KD (FitNet 4)"])]
+    assert len(measured) == 4 and measured.ours_mean.between(0, 100).all()
+    assert table1.loc[table1.algorithm == "FitNet", "paper"].tolist() == [91.61]
+    for name in ("fitnets_table2", "fitnets_table3", "fitnets_table4"):  # not in the smoke setting: the paper's values, not run
+        frame = pd.read_csv(tables / f"{name}.csv")
+        assert frame.ours.str.startswith("not").all() and frame.loc[frame.algorithm.isin(["FitNet", "Teacher"]), "paper"].notna().all()
+    assert pd.read_csv(tables / "fitnets_table_aflw.csv").ours.str.contains("AFLW data is not configured").all()
+    table5 = pd.read_csv(tables / "fitnets_table5.csv")
+    assert table5.network.tolist() == ["Teacher", "FitNet 1", "FitNet 2", "FitNet 3", "FitNet 4"]
+    assert (table5.speedup > 0).all() and table5.loc[0, "speedup"] == 1 and table5.mult_full.iloc[-1] == 381_941_128
+    assert "median of" in (tables / "fitnets_table5.md").read_text()
+    assert (wd / "figures/smoke/fitnets_fig3.png").stat().st_size > 10_000
+    fig3 = pd.read_csv(tables / "fitnets_fig3.csv")
+    assert set(fig3.method) == {"backprop", "KD", "hints (FitNet)"} and set(fig3.depth) == {3, 5}

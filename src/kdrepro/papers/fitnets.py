@@ -470,6 +470,9 @@ def claims(results: Results) -> list[Claim]:
         decl = experiment["tables"][table]
         student = next(parse(r["template"])[1] for r in decl["rows"] if r["algorithm"] == "FitNet")
         for ds in fit.datasets(decl["dataset"]):
+            hinted = results.stat(fit.runs(f"fitnet:{student}", ds))
+            for method, label in (("scratch", "backprop"), ("kd", "KD")):
+                out.append(compare(f"hints train {student} better than {label} ({ds})", hinted, results.stat(fit.runs(f"{method}:{student}", ds))))
             teacher = fit.teacher(ds)
             ours, theirs = model_counts(fit, student, ds)["params"], model_counts(fit, teacher, ds)["params"]
             out.append(compare(f"the FitNet ({student}, {human(ours)} params) beats its teacher ({teacher}, {human(theirs)} params) ({ds})",
