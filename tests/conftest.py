@@ -1,6 +1,10 @@
 """Shared fixtures. Tests run offline; the engine tests use the real Fashion-MNIST from
 Debian's dataset-fashion-mnist (installed by the bootstrap), on small subsets."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +27,31 @@ def fashion_mnist_available() -> bool:
 needs_fashion_mnist = pytest.mark.skipif(
     not fashion_mnist_available(), reason="Fashion-MNIST not on disk (run `make setup`, which installs it)"
 )
+
+
+def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in ("Snakefile", "workflow", "config", "profiles"):
+        src = REPO / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    return dest
+
+
+def snakemake(cwd, *args, check=True):
+    # the jobs call `kdrepro`: the environment running the tests comes first on their PATH
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def smoke_dag(tmp_path_factory) -> Path:
+    """The whole DAG of the smoke setting (every paper's targets), run once per test session in a copy
+    of the workflow; each paper's smoke test checks its own outputs there."""
+    if not fashion_mnist_available():
+        pytest.skip("Fashion-MNIST not on disk (run `make setup`, which installs it)")
+    wd = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(wd, "--configfile", "config/smoke.yaml", "--cores", "2")
+    return wd

@@ -22,8 +22,6 @@ from kdrepro.losses.correlation import correlation_matrix
 from kdrepro.losses.registry import check_options
 from kdrepro.models import create_model
 
-torch.set_num_threads(1)
-
 
 def unit(n=6, d=5, seed=0):
     return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=1)
@@ -262,11 +260,8 @@ def test_default_setting_shares_takd_runs_and_stays_small():
 
 @needs_fashion_mnist
 @pytest.mark.workflow
-def test_smoke_run_of_the_cckd_targets(tmp_path):
-    from test_workflow import copy_workflow, snakemake
-
-    wd = copy_workflow(tmp_path)
-    snakemake(wd, "cckd", "--configfile", "config/smoke.yaml", "--cores", "2")
+def test_smoke_run_of_the_cckd_targets(smoke_dag):
+    wd = smoke_dag
     tables = wd / "results/smoke/tables"
     table1 = pd.read_csv(tables / "cckd_table1.csv")
     ours = table1[table1.dataset == "fashion_mnist"]

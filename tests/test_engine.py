@@ -66,7 +66,8 @@ def test_same_seed_same_metrics(teacher, tmp_path):
 
 
 def test_kill_and_resume_gives_identical_metrics(teacher, tmp_path):
-    """SIGKILL a training process after its first epoch; the rerun resumes and ends bit-identical."""
+    """SIGKILL a training process after its first epoch; the rerun resumes and ends bit-identical
+    (the child uses this process's thread count: another count sums in another order)."""
     spec = distilled("t/plane4", epochs=4)
     reference = tmp_path / "reference"
     train_run(spec, reference / spec.name, teacher, progress=False)
@@ -76,7 +77,7 @@ def test_kill_and_resume_gives_identical_metrics(teacher, tmp_path):
     (tmp_path / "killed/t/plane4/checkpoint.pt").symlink_to(teacher / "t/plane4/checkpoint.pt")
     code = (
         "import sys; from pathlib import Path; from kdrepro.graph import RunSpec; from kdrepro.engine import train_run; "
-        "import json; spec = RunSpec.from_dict(json.loads(sys.argv[1])); "
+        f"import json, torch; torch.set_num_threads({torch.get_num_threads()}); spec = RunSpec.from_dict(json.loads(sys.argv[1])); "
         "train_run(spec, Path(sys.argv[2]), Path(sys.argv[3]), progress=False)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, spec.to_json(), str(run_dir), str(tmp_path / "killed")],

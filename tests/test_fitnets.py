@@ -280,13 +280,10 @@ def test_hand_off_guided_layers_start_from_stage_one_and_the_rest_from_the_fresh
 
 @pytest.mark.workflow
 @needs_fashion_mnist
-def test_smoke_run_of_the_fitnets_targets(tmp_path):
-    from test_workflow import copy_workflow, snakemake
-
+def test_smoke_run_of_the_fitnets_targets(smoke_dag):
     import pandas as pd
 
-    wd = copy_workflow(tmp_path)
-    snakemake(wd, "--configfile", "config/smoke.yaml", "--cores", "2", "fitnets")
+    wd = smoke_dag
     tables = wd / "results/smoke/tables"
     table1 = pd.read_csv(tables / "fitnets_table1.csv")
     ours = table1[table1.dataset == "fashion_mnist"]

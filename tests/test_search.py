@@ -172,11 +172,10 @@ def test_a_journal_of_another_configuration_is_set_aside(pretrained, tmp_path):
     assert list(other.directory.glob("journal-*.stale.log"))
 
 
-def test_smoke_run_builds_the_ktg_targets(tmp_path):
-    from test_workflow import copy_workflow, snakemake
+def test_smoke_run_builds_the_ktg_targets(smoke_dag):
+    from conftest import snakemake
 
-    wd = copy_workflow(tmp_path)
-    snakemake(wd, "ktg", "--configfile", "config/smoke.yaml", "--cores", "2")
+    wd = smoke_dag
     tables = wd / "results/smoke/tables"
     table1 = pd.read_csv(tables / "ktg_table1.csv")
     ours = table1[table1.dataset == "fashion_mnist"]

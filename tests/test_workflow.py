@@ -1,33 +1,14 @@
 """The Snakemake workflow: dry-runs, lint, format, bad-config rejection and a real smoke run."""
 
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import REPO, needs_fashion_mnist
+from conftest import REPO, copy_workflow, snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-def copy_workflow(dest):
-    for item in ("Snakefile", "workflow", "config", "profiles"):
-        src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    return dest
-
-
-def snakemake(cwd, *args, check=True):
-    # the jobs call `kdrepro`: the environment running the tests comes first on their PATH
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, env=env)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +50,8 @@ def test_bad_config_is_rejected_before_any_job(workdir, override, key):
     assert "train" not in proc.stdout
 
 
-@needs_fashion_mnist
-def test_smoke_run_builds_every_table_figure_and_the_report(tmp_path):
-    wd = copy_workflow(tmp_path)
-    snakemake(wd, "--configfile", "config/smoke.yaml", "--cores", "2")
+def test_smoke_run_builds_every_table_figure_and_the_report(smoke_dag):
+    wd = smoke_dag
     tables = wd / "results/smoke/tables"
     table2 = pd.read_csv(tables / "takd_table2.csv")
     ours = table2[table2.dataset == "fashion_mnist"]
