@@ -9,6 +9,7 @@ Options are checked against the builder's keyword arguments before anything is b
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,6 +33,19 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {}
+
+
+def fan_out_init(model: nn.Module, zero_linear_bias: bool = False) -> None:
+    """The official CIFAR ResNet and WRN codes' initialisation: convs from N(0, sqrt(2 / (k*k*out))),
+    BatchNorm weight 1 and bias 0, and (WRN) Linear biases 0."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.weight.data.normal_(0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+        elif isinstance(m, nn.BatchNorm2d):
+            m.weight.data.fill_(1)
+            m.bias.data.zero_()
+        elif isinstance(m, nn.Linear) and zero_linear_bias:
+            m.bias.data.zero_()
 
 
 def scaled(channels: int, width: float, multiple: int = 1) -> int:

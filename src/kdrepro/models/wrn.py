@@ -10,13 +10,12 @@ WRN-28-2: 28 layers, k = 2, widths 16/32/64/128, no dropout (dropRate 0 in the K
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdrepro.models.registry import ModelError, register_model, scaled
+from kdrepro.models.registry import ModelError, fan_out_init, register_model, scaled
 
 
 class WideBlock(nn.Module):
@@ -58,14 +57,7 @@ class WideResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(channels)
         self.embedding = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(channels, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.data.normal_(0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.data.fill_(1)
-                m.bias.data.zero_()
-            elif isinstance(m, nn.Linear):
-                m.bias.data.zero_()
+        fan_out_init(self, zero_linear_bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.block3(self.block2(self.block1(self.conv1(x))))
