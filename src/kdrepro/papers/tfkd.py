@@ -190,23 +190,37 @@ def claims(results: Results) -> list[Claim]:
     out: list[Claim] = []
     for dataset in registry.config["datasets"]:
         stat = lambda template: results.stat(tfkd.runs(template, dataset))  # noqa: E731
+        # rows that read the same runs (substituted networks) are judged once, all their labels named
+        rows: dict[tuple, list[str]] = {}
+        judges: dict[tuple, Any] = {}
+
+        def add(claim: str, label: str, templates: list[str], judge) -> None:
+            key = (claim, tuple(run for t in templates for run in tfkd.runs(t, dataset)))
+            rows.setdefault(key, []).append(label)
+            judges[key] = judge
+
         for row in tables["tfkd_table_rekd"]["rows"]:
             c = row["cells"]
-            out.append(compare(f"Re-KD improves the teacher over its baseline ({row['model']}, {dataset})", stat(c["Re-KD"]), stat(c["Teacher"])))
+            add("Re-KD improves the teacher over its baseline", row["model"], [c["Re-KD"], c["Teacher"]],
+                lambda text, c=c: compare(text, stat(c["Re-KD"]), stat(c["Teacher"])))
         for row in tables["tfkd_table_dekd"]["rows"]:
             c = row["cells"]
-            out.append(compare(f"De-KD improves the student ({row['model']}, teacher at {stat(c['Pt-Teacher']).text()}, {dataset})",
-                               stat(c["De-KD"]), stat(c["Student"])))
-        out.append(_poorest_teacher_claim(experiment, tfkd, stat, dataset))
+            add("De-KD improves the student", f"{row['model']}, teacher at {stat(c['Pt-Teacher']).text()}",
+                [c["De-KD"], c["Student"]], lambda text, c=c: compare(text, stat(c["De-KD"]), stat(c["Student"])))
         for row in tables["tfkd_table_self"]["rows"]:
             c = row["cells"]
-            out.append(compare(f"Tf-KD_self improves over the baseline ({row['model']}, {dataset})", stat(c["Tf-KD_self"]), stat(c["Baseline"])))
+            add("Tf-KD_self improves over the baseline", row["model"], [c["Tf-KD_self"], c["Baseline"]],
+                lambda text, c=c: compare(text, stat(c["Tf-KD_self"]), stat(c["Baseline"])))
         for row in tables["tfkd_table_reg"]["rows"]:
             c = row["cells"]
-            reg, kd, lsr = stat(c["Tf-KD_reg"]), stat(c["Normal KD"]), stat(c["LSR"])
-            out.append(compare(f"Tf-KD_reg improves over the baseline ({row['model']}, {dataset})", reg, stat(c["Baseline"])))
-            out.append(_comparable_claim(f"Tf-KD_reg is comparable to normal KD ({row['model']}, {dataset})", reg, kd))
-            out.append(compare(f"Tf-KD_reg beats LSR ({row['model']}, {dataset})", reg, lsr))
+            add("Tf-KD_reg improves over the baseline", row["model"], [c["Tf-KD_reg"], c["Baseline"]],
+                lambda text, c=c: compare(text, stat(c["Tf-KD_reg"]), stat(c["Baseline"])))
+            add("Tf-KD_reg is comparable to normal KD", row["model"], [c["Tf-KD_reg"], c["Normal KD"]],
+                lambda text, c=c: _comparable_claim(text, stat(c["Tf-KD_reg"]), stat(c["Normal KD"])))
+            add("Tf-KD_reg beats LSR", row["model"], [c["Tf-KD_reg"], c["LSR"]],
+                lambda text, c=c: compare(text, stat(c["Tf-KD_reg"]), stat(c["LSR"])))
+        out += [judges[key](f"{key[0]} ({'; '.join(labels)}; {dataset})") for key, labels in rows.items()]
+        out.append(_poorest_teacher_claim(experiment, tfkd, stat, dataset))
     return out
 
 
