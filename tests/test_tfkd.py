@@ -168,3 +168,12 @@ def test_epoch_zero_snapshot_is_the_initialisation_and_teaches_a_de_kd_run(tmp_p
                       edges=(Edge(LABELS, "student", "ce", 0.5), Edge("teacher", "student", "kd", 0.5)),
                       epochs=1, seed=0, batch_size=64)
     assert train_run(student, tmp_path / "t/dekd", tmp_path)["node_test_acc"]["teacher"] == metrics["snapshot_test_acc"]["0"]
+
+
+@pytest.mark.parametrize("substitute,message", [({"resnet50": "resnet19"}, "unknown model 'resnet19'"),
+                                                ({"resnet50": "resnet18", "resnet18": "mobilenetv2"}, "itself replaced")])
+def test_bad_substitutions_are_refused_naming_the_key(monkeypatch, substitute, message):
+    monkeypatch.chdir(REPO)
+    tfkd = yaml.safe_load((REPO / "config/config.yaml").read_text())["tfkd"]
+    with pytest.raises(SpecError, match=f"tfkd.substitute.*{message}"):
+        registry_for("config", tfkd={**tfkd, "substitute": substitute})
