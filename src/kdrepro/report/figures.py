@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any, Callable
 
 import matplotlib
@@ -171,7 +172,9 @@ def figure_target(registry: "Registry", name: str, decl: dict[str, Any], resolve
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize=8)
         text = caption(registry, decl["title"], "", results)
-        fig.suptitle(f"{decl['title']}\nsetting {registry.setting}: {registry.config.get('description', '')}", fontsize=9)
+        heading = [decl["title"], f"setting {registry.setting}: {registry.config.get('description', '')}"]
+        width = int(13 * fig.get_figwidth())  # characters of 9-point text that fit across the figure
+        fig.suptitle("\n".join(textwrap.fill(line, width) for line in heading), fontsize=9)
         fig.tight_layout()
         for path in (png, pdf):
             atomic_write(path, lambda handle, fmt=path.suffix[1:]: fig.savefig(handle, format=fmt, dpi=150))
