@@ -205,35 +205,28 @@ def claims(results: Results) -> list[Claim]:
     for dataset in registry.config["datasets"]:
         stat = lambda template: results.stat(tfkd.runs(template, dataset))  # noqa: E731
         # rows that read the same runs (substituted networks) are judged once, all their labels named
-        rows: dict[tuple, list[str]] = {}
-        judges: dict[tuple, Any] = {}
+        rows: dict[tuple, tuple[str, str, list[str]]] = {}  # (claim, judge, runs) -> (better, other, row labels)
 
-        def add(claim: str, label: str, templates: list[str], judge) -> None:
-            key = (claim, tuple(run for t in templates for run in tfkd.runs(t, dataset)))
-            rows.setdefault(key, []).append(label)
-            judges[key] = judge
+        def add(claim: str, label: str, better: str, other: str, judge=compare) -> None:
+            runs = tuple(tfkd.runs(better, dataset) + tfkd.runs(other, dataset))
+            rows.setdefault((claim, judge, runs), (better, other, []))[2].append(label)
 
         for row in tables["tfkd_table_rekd"]["rows"]:
             c = row["cells"]
-            add("Re-KD improves the teacher over its baseline", row["model"], [c["Re-KD"], c["Teacher"]],
-                lambda text, c=c: compare(text, stat(c["Re-KD"]), stat(c["Teacher"])))
+            add("Re-KD improves the teacher over its baseline", row["model"], c["Re-KD"], c["Teacher"])
         for row in tables["tfkd_table_dekd"]["rows"]:
             c = row["cells"]
-            add("De-KD improves the student", f"{row['model']}, teacher at {stat(c['Pt-Teacher']).text()}",
-                [c["De-KD"], c["Student"]], lambda text, c=c: compare(text, stat(c["De-KD"]), stat(c["Student"])))
+            add("De-KD improves the student", f"{row['model']}, teacher at {stat(c['Pt-Teacher']).text()}", c["De-KD"], c["Student"])
         for row in tables["tfkd_table_self"]["rows"]:
             c = row["cells"]
-            add("Tf-KD_self improves over the baseline", row["model"], [c["Tf-KD_self"], c["Baseline"]],
-                lambda text, c=c: compare(text, stat(c["Tf-KD_self"]), stat(c["Baseline"])))
+            add("Tf-KD_self improves over the baseline", row["model"], c["Tf-KD_self"], c["Baseline"])
         for row in tables["tfkd_table_reg"]["rows"]:
             c = row["cells"]
-            add("Tf-KD_reg improves over the baseline", row["model"], [c["Tf-KD_reg"], c["Baseline"]],
-                lambda text, c=c: compare(text, stat(c["Tf-KD_reg"]), stat(c["Baseline"])))
-            add("Tf-KD_reg is comparable to normal KD", row["model"], [c["Tf-KD_reg"], c["Normal KD"]],
-                lambda text, c=c: _comparable_claim(text, stat(c["Tf-KD_reg"]), stat(c["Normal KD"])))
-            add("Tf-KD_reg beats LSR", row["model"], [c["Tf-KD_reg"], c["LSR"]],
-                lambda text, c=c: compare(text, stat(c["Tf-KD_reg"]), stat(c["LSR"])))
-        out += [judges[key](f"{key[0]} ({'; '.join(labels)}; {dataset})") for key, labels in rows.items()]
+            add("Tf-KD_reg improves over the baseline", row["model"], c["Tf-KD_reg"], c["Baseline"])
+            add("Tf-KD_reg is comparable to normal KD", row["model"], c["Tf-KD_reg"], c["Normal KD"], _comparable_claim)
+            add("Tf-KD_reg beats LSR", row["model"], c["Tf-KD_reg"], c["LSR"])
+        out += [judge(f"{claim} ({'; '.join(labels)}; {dataset})", stat(better), stat(other))
+                for (claim, judge, _), (better, other, labels) in rows.items()]
         out.append(_poorest_teacher_claim(experiment, tfkd, stat, dataset))
     return out
 
