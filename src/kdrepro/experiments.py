@@ -90,6 +90,26 @@ def paper_seeds(config: dict[str, Any], paper: str) -> list[int]:
     return list(config.get(paper, {}).get("seeds") or config["seeds"])
 
 
+def check_substitutions(paper: str, substitute: dict[str, str]) -> None:
+    """A paper block's `substitute`: both sides are known networks and nothing trained in place of
+    another is itself replaced."""
+    from kdrepro.models import list_models
+
+    known = list_models()
+    for paper_arch, arch in substitute.items():
+        unknown = [a for a in (paper_arch, arch) if a not in known]
+        if unknown:
+            raise SpecError(f"{paper}.substitute: {paper_arch} -> {arch}: unknown model {unknown[0]!r}; known: {', '.join(known)}")
+        if arch in substitute:
+            raise SpecError(f"{paper}.substitute: {paper_arch} -> {arch}, but {arch} is itself replaced by {substitute[arch]}")
+
+
+def substitution_note(substitute: dict[str, str]) -> str:
+    """The caption sentence naming what a setting trains in place of the paper's networks."""
+    parts = [f"{a} → {b}" for a, b in substitute.items()]
+    return f"Substitutions in this setting (paper network → network trained): {', '.join(parts)}." if parts else ""
+
+
 def num_classes(dataset: str, config: dict[str, Any]) -> int:
     if dataset == "image_folder":
         return len([p for p in (Path(config["data"]["roots"]["image_folder"]) / "train").iterdir() if p.is_dir()])

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kdrepro.experiments import Registry, Results, Stat, paper_seeds
+from kdrepro.experiments import Registry, Results, Stat, check_substitutions, paper_seeds, substitution_note
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.report.claims import Claim, compare, verdict
@@ -35,6 +35,7 @@ class KTG:
         self.settings = self.config["ktg"]
         self.protocol = experiment["protocols"][self.config["protocol"]]
         self.seeds = paper_seeds(self.config, PAPER)
+        check_substitutions(PAPER, self.settings["substitute"])
         self.objective = self.settings.get("objective") or self.protocol["objective"]
         self.epochs = self.settings["epochs"]
         self.search_epochs = self.settings.get("search_epochs") or self.epochs
@@ -189,9 +190,8 @@ class KTG:
         return self.runs(f"optimised:{search.node_count}", dataset) + self.runs(f"fixed:{search.node_count}", dataset)
 
     def note(self) -> str:
-        parts = [f"{a} → {b}" for a, b in self.settings["substitute"].items()]
-        text = f"Substitutions in this setting (paper network → network trained): {', '.join(parts)}. " if parts else ""
-        text += (f"Graphs train {self.epochs} epochs (paper 200), searches T = {self.settings['trials']} trials with "
+        text = substitution_note(self.settings["substitute"])
+        text += (" " if text else "") + (f"Graphs train {self.epochs} epochs (paper 200), searches T = {self.settings['trials']} trials with "
                  f"D = {self.settings['workers']} workers of up to {self.search_epochs} epochs (paper T = 1500, D = 30), "
                  f"objective: node 1's {self.objective} accuracy.")
         return text

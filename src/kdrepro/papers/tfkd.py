@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kdrepro.experiments import SNAPSHOT, Registry, Results, Stat, paper_seeds
+from kdrepro.experiments import SNAPSHOT, Registry, Results, Stat, check_substitutions, paper_seeds, substitution_note
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.report.claims import Claim, compare
@@ -52,7 +52,7 @@ class TfKD:
         self.settings = self.config["tfkd"]
         self.protocol = experiment["protocols"][self.config["protocol"]]
         self.seeds = paper_seeds(self.config, PAPER)
-        check_substitutions(self.settings["substitute"])
+        check_substitutions(PAPER, self.settings["substitute"])
         # every snapshot epoch some cell asks of each trained teacher, so its scratch run saves them all
         self.snapshots: dict[str, set[int]] = {}
         for template in all_templates(experiment):
@@ -155,24 +155,9 @@ class TfKD:
 
     def note(self) -> str:
         """What this setting trains in place of the paper's networks, for the captions."""
-        substitute = self.settings["substitute"]
-        parts = [f"{a} → {b}" for a, b in substitute.items()]
-        text = f"Substitutions in this setting (paper network → network trained): {', '.join(parts)}." if parts else ""
+        text = substitution_note(self.settings["substitute"])
         options = ", ".join(f"{family} {opts}" for family, opts in self.settings["model_options"].items())
         return text + (f" Model options: {options}." if options else "")
-
-
-def check_substitutions(substitute: dict[str, str]) -> None:
-    """Both sides are known networks and nothing trained in place of another is itself replaced."""
-    from kdrepro.models import list_models
-
-    known = list_models()
-    for paper_arch, arch in substitute.items():
-        unknown = [a for a in (paper_arch, arch) if a not in known]
-        if unknown:
-            raise SpecError(f"tfkd.substitute: {paper_arch} -> {arch}: unknown model {unknown[0]!r}; known: {', '.join(known)}")
-        if arch in substitute:
-            raise SpecError(f"tfkd.substitute: {paper_arch} -> {arch}, but {arch} is itself replaced by {substitute[arch]}")
 
 
 def all_templates(experiment: dict[str, Any]) -> list[str]:
