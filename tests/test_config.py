@@ -1,5 +1,6 @@
 """Settings are validated against the schema before any job runs; errors name the key."""
 
+import os
 import re
 
 import pytest
@@ -28,6 +29,7 @@ def test_defaults_are_filled():
         ({"datasets": ["imagenet"]}, "datasets.0"),
         ({"data": {"train_subsett": 5}}, "data"),
         ({"protocol": "mine"}, "protocol"),
+        ({"compile": "fast"}, "compile"),
         ({"takd": {"lambda": 1.5}}, "takd.lambda"),
     ],
 )
@@ -83,3 +85,23 @@ def test_undefined_teacher_is_rejected():
                      (Edge(LABELS, "student", "ce"),), epochs=1, seed=0)
     with pytest.raises(SpecError, match="undefined run 'takd/none'"):
         check_graph({"s": orphan})
+
+
+def test_the_settings_speed_choices_reach_training_and_flags_win(tmp_path, monkeypatch):
+    """train/search jobs take precision and torch.compile from the setting unless a flag says otherwise;
+    with compile on, compiled graphs are cached per setting so later jobs reuse them."""
+    from argparse import Namespace
+
+    from kdrepro.cli import train_options
+
+    cfg = settings.load(["config/smoke.yaml"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    none = Namespace(device=None, precision=None, compile=None)
+    assert train_options(none, cfg, "smoke") == {"device": "cpu", "precision": "fp32", "compile_mode": None}
+    assert "TORCHINDUCTOR_CACHE_DIR" not in os.environ
+    fast = cfg | {"precision": "bf16", "compile": "default"}
+    assert train_options(none, fast, "smoke") == {"device": "cpu", "precision": "bf16", "compile_mode": "default"}
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "results/smoke/compile-cache")
+    flags = Namespace(device=None, precision="fp32", compile="reduce-overhead")
+    assert train_options(flags, fast, "smoke") == {"device": "cpu", "precision": "fp32", "compile_mode": "reduce-overhead"}

@@ -57,6 +57,21 @@ def test_outputs_and_metrics(teacher):
     assert len(rows_without_time(teacher / "t/plane4/epochs.csv")) == 3  # header + 2 epochs
 
 
+def test_bf16_and_compile_change_how_a_run_computes_not_what_it_is(teacher, tmp_path, monkeypatch):
+    """bf16 autocast (on the CPU too) and torch.compile of every network: recorded in metrics.json,
+    outside the config hash (the run is the same experiment, computed another way)."""
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **options: compiled.append(options))
+    spec = distilled("t/plane4", epochs=1)
+    fast = train_run(spec, tmp_path / "fast", teacher, progress=False, precision="bf16", compile_mode="reduce-overhead")
+    faithful = train_run(spec, tmp_path / "faithful", teacher, progress=False)
+    assert compiled == [{"mode": "reduce-overhead"}] * 2  # teacher and student, in the fast run only
+    assert (fast["precision"], fast["compile"], faithful["precision"], faithful["compile"]) == ("bf16", "reduce-overhead", "fp32", None)
+    assert fast["config_hash"] == faithful["config_hash"]
+    loss = [float(rows_without_time(tmp_path / run / "epochs.csv")[1][2]) for run in ("fast", "faithful")]
+    assert loss[0] != loss[1] and loss[0] == pytest.approx(loss[1], rel=0.05)  # bf16 rounds, a little
+
+
 def test_same_seed_same_metrics(teacher, tmp_path):
     train_run(scratch(), tmp_path / "t/plane4", tmp_path, progress=False)
     assert rows_without_time(tmp_path / "t/plane4/epochs.csv") == rows_without_time(teacher / "t/plane4/epochs.csv")

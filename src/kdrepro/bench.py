@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import math
 import platform
+import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -51,14 +53,23 @@ def bench_data(preset: Preset, images: int) -> tuple[Split, Split, DatasetInfo]:
     return Split(train.images[:images], train.labels[:images]), test, info
 
 
-def kd_spec(preset: Preset, batch_size: int, pad_to: int) -> RunSpec:
+def kd_spec(preset: Preset, batch_size: int, data: Data, teacher_from: str = "none", epochs: int = 1,
+            seed: int = 0) -> RunSpec:
     """TAKD's BLKD step: (1-λ)·CE + λ·τ²·KL with the teacher frozen."""
     return RunSpec(
-        name="bench", data=Data(preset.dataset, pad_to=pad_to, crop_padding=4 if preset.augment else 0, flip=preset.augment),
-        nodes=(Node("teacher", preset.teacher, frozen_from="none"), Node("student", preset.student)),
+        name=f"kd-s{seed}", data=data, nodes=(Node("teacher", preset.teacher, frozen_from=teacher_from), Node("student", preset.student)),
         edges=(Edge(LABELS, "student", "ce", 0.5), Edge("teacher", "student", "kd", 0.5, options={"temperature": 4.0})),
-        epochs=1, seed=0, batch_size=batch_size, optimizer=Optimizer(lr=0.05, weight_decay=5e-4),
+        epochs=epochs, seed=seed, batch_size=batch_size, optimizer=OPTIMIZER,
     )
+
+
+def teacher_spec(preset: Preset, data: Data, epochs: int, batch_size: int) -> RunSpec:
+    """The teacher that kd_spec(teacher_from="teacher") loads, trained from scratch with cross-entropy."""
+    return RunSpec(name="teacher", data=data, nodes=(Node("teacher", preset.teacher),), edges=(Edge(LABELS, "teacher", "ce"),),
+                   epochs=epochs, seed=0, batch_size=batch_size, optimizer=OPTIMIZER, eval_node="teacher")
+
+
+OPTIMIZER = Optimizer(lr=0.05, weight_decay=5e-4)
 
 
 def count_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
@@ -97,9 +108,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def reference_epoch(teacher: nn.Module, student: nn.Module, train: Split, info: DatasetInfo, spec: RunSpec,
-                    device: torch.device, workers: int) -> float:
-    """The official codebases' loop; returns seconds for one epoch."""
+def reference_trainer(teacher: nn.Module, student: nn.Module, train: Split, info: DatasetInfo, spec: RunSpec,
+                      device: torch.device, workers: int) -> Callable[[], None]:
+    """The official codebases' loop: returns a function that trains `student` for one epoch."""
     import torchvision.transforms as T
     from PIL import Image
 
@@ -120,9 +131,9 @@ def reference_epoch(teacher: nn.Module, student: nn.Module, train: Split, info: 
     o = spec.optimizer
     optimizer = torch.optim.SGD(student.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     kl, tau = nn.KLDivLoss(reduction="batchmean"), spec.edges[1].options["temperature"]
-    student.train(), teacher.eval()
 
     def epoch() -> None:
+        student.train(), teacher.eval()
         running = 0.0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
@@ -135,7 +146,7 @@ def reference_epoch(teacher: nn.Module, student: nn.Module, train: Split, info: 
             optimizer.step()
             running += loss.item()  # the per-step host sync of the official loops
 
-    return timed(epoch, device)[1]
+    return epoch
 
 
 def timed(fn, device: torch.device) -> tuple[Any, float]:
@@ -157,13 +168,14 @@ def ours_epoch(models: dict[str, nn.Module], data: DeviceData, spec: RunSpec, de
 
 
 def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, repeats: int, workers: int,
-              compile_mode: str | None = None) -> dict[str, Any]:
+              compile_mode: str | None = None, precision: str | None = None) -> dict[str, Any]:
     from kdrepro.engine.train import frozen_logits, prepare_model
     from kdrepro.models import create_model
 
     preset, device = PRESETS[preset_name], torch.device(device_name)
+    precision = precision or preset.precision
     train, test, info = bench_data(preset, images)
-    spec = kd_spec(preset, batch_size, pad_to=32)
+    spec = kd_spec(preset, batch_size, Data(preset.dataset, pad_to=32, crop_padding=4 if preset.augment else 0, flip=preset.augment))
     data = DeviceData(train, test, info, device=device, pad_to=32, crop_padding=spec.data.crop_padding, flip=spec.data.flip)
     shape = (info.channels, 32, 32)
 
@@ -175,21 +187,21 @@ def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, 
     ours = models(lambda m, n: prepare_model(m, n, device, compile_mode))  # compiled once, reused by every epoch
     # without augmentation a frozen teacher's logits are computed once per run, not per epoch: timed apart
     cached, cache_seconds = timed(lambda: frozen_logits(spec, ours, data), device)
+    reference = reference_trainer(theirs["teacher"], theirs["student"], train, info, spec, device, workers)
     timings: dict[str, list[float]] = {"ours": [], "reference": []}
     for _ in range(repeats + 1):  # the first round warms up kernels, caches and compilation, and is dropped
-        timings["reference"].append(reference_epoch(theirs["teacher"], theirs["student"], train, info, spec, device, workers))
-        timings["ours"].append(ours_epoch(ours, data, spec, device, preset.precision, cached))
+        timings["reference"].append(timed(reference, device)[1])
+        timings["ours"].append(ours_epoch(ours, data, spec, device, precision, cached))
     flops = {n: count_flops(create_model(a, info.num_classes, info.channels), shape)
              for n, a in (("teacher", preset.teacher), ("student", preset.student))}
     # forward + backward (2x) of the student, and the teacher's forward where it runs every step
     step_flops = {"reference": 3 * flops["student"] + flops["teacher"],
                   "ours": 3 * flops["student"] + (0 if cached else flops["teacher"])}
-    peak = matmul_peak(device, torch.bfloat16 if preset.precision == "bf16" and device.type == "cuda" else torch.float32)
+    peak = matmul_peak(device, torch.bfloat16 if precision == "bf16" else torch.float32)
     report: dict[str, Any] = {
         "preset": preset_name, "teacher": preset.teacher, "student": preset.student, "dataset": preset.dataset,
         "images": images, "batch_size": batch_size, "augment": preset.augment,
-        "precision_ours": preset.precision if device.type == "cuda" else "fp32",
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "precision_ours": precision, "device": device_description(device),
         "torch": torch.__version__, "reference_workers": workers, "repeats": repeats, "compile_mode": compile_mode,
         "flops_per_image": flops, "matmul_peak_tflops": peak / 1e12,
         "teacher_cache_seconds_once_per_run": cache_seconds if cached else None,
@@ -200,6 +212,128 @@ def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, 
                         "fraction_of_matmul_peak": step_flops[name] * images / best / peak}
     report["speedup"] = report["reference"]["best_epoch_seconds"] / report["ours"]["best_epoch_seconds"]
     return report
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_accuracy(preset_name: str, device_name: str, images: int, epochs: int, seeds: list[int], batch_size: int,
+                 workers: int, precision: str = "bf16", compile_mode: str | None = None,
+                 dataset: str | None = None) -> dict[str, Any]:
+    """Test accuracy of the preset's KD student over `seeds` along three paths: the official codebases'
+    loop (fp32), our engine in fp32 (the faithful path) and our engine's fast path (`precision`,
+    `compile_mode`), all distilled from one teacher that our engine trains first, on real images."""
+    from kdrepro.data.device import stratified
+    from kdrepro.engine.checkpoint import load_node_weights
+    from kdrepro.engine.train import accuracy, load_data, train_run
+    from kdrepro.models import create_model
+
+    preset, device = PRESETS[preset_name], torch.device(device_name)
+    dataset = dataset or preset.dataset
+    if dataset == "cifar100-shaped":
+        raise SystemExit("kdrepro bench --accuracy needs real images: add --dataset fashion_mnist "
+                         "(or cifar100 where it is on disk)")
+    data_spec = Data(dataset, train_subset=images, pad_to=32, crop_padding=4 if preset.augment else 0, flip=preset.augment)
+    train_all, _, info = load_dataset(dataset)
+    keep = stratified(train_all.labels, images, "images")  # the images our engine's train_subset keeps
+    train = Split(train_all.images[keep], train_all.labels[keep])
+    fast = f"ours ({precision}{', compile ' + compile_mode if compile_mode else ''})"
+    accuracies: dict[str, list[float]] = {"reference (fp32)": [], "ours (fp32)": [], fast: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        teacher = teacher_spec(preset, data_spec, epochs, batch_size)
+        teacher_acc = train_run(teacher, root / "teacher", root, device=device_name, progress=False)["final_test_acc"]
+        test_data = load_data(teacher, device_name)
+        for seed in seeds:
+            spec = kd_spec(preset, batch_size, data_spec, teacher_from="teacher", epochs=epochs, seed=seed)
+            for path, options in (("ours (fp32)", {}), (fast, {"precision": precision, "compile_mode": compile_mode})):
+                metrics = train_run(spec, root / f"{path}-{seed}", root, device=device_name, progress=False, **options)
+                accuracies[path].append(metrics["final_test_acc"])
+            teacher_model = create_model(preset.teacher, info.num_classes, info.channels)
+            teacher_model.load_state_dict(load_node_weights(root / "teacher" / "checkpoint.pt", preset.teacher, {}, info.num_classes))
+            torch.manual_seed(seed * 1000)  # the student's initial weights, as our engine draws them
+            student = create_model(preset.student, info.num_classes, info.channels).to(device)
+            epoch = reference_trainer(teacher_model.to(device), student, train, info, spec, device, workers)
+            for _ in range(epochs):
+                epoch()
+            accuracies["reference (fp32)"].append(accuracy(student, test_data, "test"))
+    summary = {path: {"test_acc": values, "mean": statistics.mean(values),
+                      "std": statistics.stdev(values) if len(values) > 1 else 0.0} for path, values in accuracies.items()}
+    spread = summary["ours (fp32)"]["std"]
+    return {
+        "preset": preset_name, "teacher": preset.teacher, "student": preset.student, "dataset": dataset,
+        "images": images, "epochs": epochs, "seeds": seeds, "batch_size": batch_size, "device": device_description(device),
+        "torch": torch.__version__, "teacher_test_acc": teacher_acc, "paths": summary, "fast_path": fast,
+        # the fast path is within the seed-to-seed spread when its mean is within one std of the faithful path's
+        "fast_minus_fp32": summary[fast]["mean"] - summary["ours (fp32)"]["mean"],
+        "fast_within_spread": abs(summary[fast]["mean"] - summary["ours (fp32)"]["mean"]) <= spread,
+        "fp32_minus_reference": summary["ours (fp32)"]["mean"] - summary["reference (fp32)"]["mean"],
+        "fp32_within_spread_of_reference": abs(summary["ours (fp32)"]["mean"] - summary["reference (fp32)"]["mean"])
+        <= summary["reference (fp32)"]["std"],
+    }
+
+
+def print_accuracy(report: dict[str, Any]) -> None:
+    print(f"{report['preset']}: {report['teacher']} (teacher {report['teacher_test_acc']:.2f}%) -> {report['student']} KD "
+          f"on {report['dataset']} ({report['images']} images, {report['epochs']} epochs, seeds {report['seeds']}) "
+          f"on {report['device']}")
+    for path, r in report["paths"].items():
+        print(f"  {path:28s} {r['mean']:6.2f} ± {r['std']:.2f}  ({', '.join(f'{a:.2f}' for a in r['test_acc'])})")
+    verdict = "within" if report["fast_within_spread"] else "NOT within"
+    print(f"  fast path - fp32: {report['fast_minus_fp32']:+.2f} points, {verdict} one seed std of the fp32 path")
+
+
+def run_stack_bench(preset_name: str, device_name: str, images: int, batch_size: int, repeats: int, runs: int,
+                    precision: str | None = None) -> dict[str, Any]:
+    """`runs` KD students (seeds 0..runs-1, one teacher) trained one after another, then stacked into
+    one model (kdrepro.engine.stack), in this process; each path's epoch time is the median of its
+    `repeats` epochs after the first (epochs.csv's clock: training and the per-epoch evaluation)."""
+    from kdrepro.engine.checkpoint import save_torch
+    from kdrepro.engine.stack import train_stacked
+    from kdrepro.engine.train import checkpoint, train_run
+    from kdrepro.models import create_model
+
+    preset = PRESETS[preset_name]
+    precision = precision or preset.precision
+    dataset = "fashion_mnist" if preset.dataset == "cifar100-shaped" else preset.dataset  # real files, one loader
+    data_spec = Data(dataset, train_subset=images, pad_to=32, crop_padding=4 if preset.augment else 0, flip=preset.augment)
+    _, _, info = load_dataset(dataset)
+    specs = [kd_spec(preset, batch_size, data_spec, teacher_from="teacher", epochs=repeats + 1, seed=seed) for seed in range(runs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        teacher = {"teacher": create_model(preset.teacher, info.num_classes, info.channels)}  # untrained: speed only
+        save_torch(checkpoint(teacher_spec(preset, data_spec, 1, batch_size), teacher, 0, info.num_classes),
+                   root / "teacher" / "checkpoint.pt")
+        for spec in specs:
+            train_run(spec, root / "one-by-one" / spec.name, root, device=device_name, precision=precision, progress=False)
+        train_stacked(specs, [root / "stacked" / s.name for s in specs], root, device=device_name, precision=precision,
+                      progress=False)
+
+        def epoch_seconds(path: Path) -> float:
+            clock = [0.0] + [float(line.rsplit(",", 1)[1]) for line in path.read_text().splitlines()[1:]]
+            return statistics.median(b - a for a, b in zip(clock[1:-1], clock[2:]))
+
+        separate = sum(epoch_seconds(root / "one-by-one" / s.name / "epochs.csv") for s in specs)
+        stacked = epoch_seconds(root / "stacked" / specs[0].name / "epochs.csv")
+    device = torch.device(device_name)
+    return {"preset": preset_name, "teacher": preset.teacher, "student": preset.student, "dataset": dataset,
+            "images": images, "batch_size": batch_size, "runs": runs, "precision": precision,
+            "device": device_description(device), "torch": torch.__version__,
+            "one_by_one_epoch_seconds": separate, "stacked_epoch_seconds": stacked,
+            "one_by_one_images_per_second": runs * images / separate, "stacked_images_per_second": runs * images / stacked,
+            "speedup": separate / stacked}
+
+
+def print_stack(report: dict[str, Any]) -> None:
+    print(f"{report['preset']}: {report['runs']} {report['teacher']} -> {report['student']} KD runs on {report['dataset']} "
+          f"({report['images']} images, batch {report['batch_size']}, {report['precision']}) on {report['device']}")
+    for path in ("one_by_one", "stacked"):
+        print(f"  {path.replace('_', ' '):10s} {report[path + '_epoch_seconds']:8.2f} s per epoch of all runs  "
+              f"{report[path + '_images_per_second']:9.0f} images/s")
+    print(f"  aggregate speed-up of stacking  {report['speedup']:.2f}x")
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -216,10 +350,20 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def main(args) -> None:
-    report = run_bench(args.preset, args.device, args.images, args.batch_size, args.repeats, args.workers, args.compile)
-    print_report(report)
+    if args.stack:
+        report = run_stack_bench(args.preset, args.device, args.images, args.batch_size, args.repeats, args.stack,
+                                 args.precision)
+        print_stack(report)
+    elif args.accuracy:
+        report = run_accuracy(args.preset, args.device, args.images, args.epochs, args.seeds, args.batch_size,
+                              args.workers, args.precision or "bf16", args.compile, args.dataset)
+        print_accuracy(report)
+    else:
+        report = run_bench(args.preset, args.device, args.images, args.batch_size, args.repeats, args.workers,
+                           args.compile, args.precision)
+        print_report(report)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if not math.isfinite(report["speedup"]):
+    if "speedup" in report and not math.isfinite(report["speedup"]):
         raise SystemExit("kdrepro bench: a timing was not finite")

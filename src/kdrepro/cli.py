@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 DEFAULT_CONFIG = ["config/config.yaml"]
+COMPILE_MODES = ["default", "reduce-overhead", "max-autotune"]
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -47,6 +49,18 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def train_options(args, config: dict | None, setting: str) -> dict:
+    """train_run's device, precision and compile mode: the flags given, else the setting's (with
+    --spec-json there is none: cpu, fp32, no compile). Compiled graphs are cached under the
+    setting's results, so every later process (run, search trial) of the setting reuses them."""
+    config = config or {"device": "cpu", "precision": "fp32", "compile": False}
+    compile_mode = args.compile or config["compile"] or None
+    if compile_mode:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path("results", setting, "compile-cache").resolve()))
+    return {"device": resolve_device(args.device or config["device"]), "precision": args.precision or config["precision"],
+            "compile_mode": compile_mode}
+
+
 def cmd_train(args) -> None:
     import torch
 
@@ -54,24 +68,30 @@ def cmd_train(args) -> None:
     from kdrepro.graph import RunSpec
 
     if args.spec_json:
-        spec = RunSpec.from_dict(json.loads(args.spec_json))
-        setting, device, precision = args.setting, args.device or "cpu", args.precision or "fp32"
+        specs, setting, config = [RunSpec.from_dict(json.loads(args.spec_json))], args.setting, None
     else:
         registry = registry_from(args)
-        if args.run not in registry.runs:
-            close = [r for r in registry.runs if args.run in r][:10]
-            raise SystemExit(f"kdrepro: no run named {args.run!r}" + (f"; did you mean: {', '.join(close)}" if close else ""))
-        spec, setting = registry.runs[args.run], registry.setting
-        device = args.device or registry.config["device"]
-        precision = args.precision or registry.config["precision"]
-        missing = [d for d in spec.dependencies if not (registry.run_dir(d) / "checkpoint.pt").exists()]
+        for run in args.run:
+            if run not in registry.runs:
+                close = [r for r in registry.runs if run in r][:10]
+                raise SystemExit(f"kdrepro: no run named {run!r}" + (f"; did you mean: {', '.join(close)}" if close else ""))
+        specs, setting, config = [registry.runs[r] for r in args.run], registry.setting, registry.config
+        missing = sorted({d for spec in specs for d in spec.dependencies if not (registry.run_dir(d) / "checkpoint.pt").exists()})
         if missing:
-            raise SystemExit(f"kdrepro: {spec.name} needs these runs first: {', '.join(missing)} (or use snakemake)")
+            raise SystemExit(f"kdrepro: {', '.join(args.run)} need these runs first: {', '.join(missing)} (or use snakemake)")
     torch.set_num_threads(args.threads)
     runs_root = Path("results") / setting / "runs"
-    metrics = train_run(spec, runs_root / spec.name, runs_root, device=resolve_device(device), setting=setting,
-                        progress=False if args.no_progress else None, precision=precision)
-    print(json.dumps({k: metrics[k] for k in ("run", "final_test_acc", "best_test_acc", "wall_seconds")}))
+    options = train_options(args, config, setting) | {"setting": setting, "progress": False if args.no_progress else None}
+    if args.stack:
+        from kdrepro.engine.stack import train_stacked
+
+        if options.pop("compile_mode"):
+            raise SystemExit("kdrepro: --stack does not compile (torch.compile of a vmapped step is not supported here)")
+        results = train_stacked(specs, [runs_root / s.name for s in specs], runs_root, **options)
+    else:
+        results = [train_run(spec, runs_root / spec.name, runs_root, **options) for spec in specs]
+    for metrics in results:
+        print(json.dumps({k: metrics[k] for k in ("run", "final_test_acc", "best_test_acc", "wall_seconds")}))
 
 
 def cmd_search(args) -> None:
@@ -98,8 +118,7 @@ def cmd_search(args) -> None:
     if missing:
         raise SystemExit(f"kdrepro: search {args.study} needs these pre-trained runs first: {', '.join(missing)} (or use snakemake)")
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device or registry.config["device"])
-    counts = run_worker(search, args.worker, registry.results_dir / "runs", device=device)
+    counts = run_worker(search, args.worker, registry.results_dir / "runs", **train_options(args, registry.config, registry.setting))
     print(json.dumps({"study": args.study, "worker": args.worker, "trials": counts}))
 
 
@@ -164,12 +183,10 @@ def main(argv: list[str] | None = None) -> None:
         return p
 
     train = with_config(sub.add_parser("train", help="train one run by name"))
-    train.add_argument("run", nargs="?", help="run name (see `kdrepro list runs`)")
+    train.add_argument("run", nargs="*", help="run names (see `kdrepro list runs`), trained one after another")
+    train.add_argument("--stack", action="store_true", help="train the runs (one graph, other seeds) as one stacked model")
     train.add_argument("--spec-json", help="the run spec itself (what the workflow passes)")
     train.add_argument("--setting", default="default", help="setting name, with --spec-json")
-    train.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
-    train.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    train.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast on CUDA (default: the setting's)")
     train.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a bar")
     train.set_defaults(func=cmd_train)
 
@@ -190,9 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--worker", type=int, default=0, help="this worker's index, 0..D-1 (one process per index at a time)")
     search.add_argument("--export", action="store_true", help="write best.json and trials.csv of a finished search")
     search.add_argument("--list", action="store_true", help="list the searches of the setting")
-    search.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
-    search.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
     search.set_defaults(func=cmd_search)
+    for p in (train, search):  # how a run computes (not what it is): the setting's unless given here
+        p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
+        p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+        p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: train under bf16 autocast (default: the setting's)")
+        p.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile the networks; reduce-overhead adds CUDA "
+                       "graphs (default: the setting's)")
 
     bench = sub.add_parser("bench", help="time our KD epoch against the official codebases' loop")
     bench.add_argument("--preset", choices=["gpu", "cpu"], default="cpu",
@@ -202,13 +223,21 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--batch-size", type=int, default=128)
     bench.add_argument("--repeats", type=int, default=3, help="timed epochs per loop, after one warm-up")
     bench.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop")
-    bench.add_argument("--compile", metavar="MODE", help="torch.compile our models (e.g. reduce-overhead: CUDA graphs)")
+    bench.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile our models (reduce-overhead: CUDA graphs)")
+    bench.add_argument("--precision", choices=["fp32", "bf16"], help="our path's precision (default: the preset's; --accuracy: bf16)")
+    bench.add_argument("--accuracy", action="store_true",
+                       help="instead of timing: test accuracy over seeds of the official loop, ours in fp32 and ours fast")
+    bench.add_argument("--stack", type=int, metavar="R",
+                       help="instead: R KD students trained one by one, then stacked into one model (torch.func)")
+    bench.add_argument("--epochs", type=int, default=5, help="--accuracy: epochs per run")
+    bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--accuracy: student seeds")
+    bench.add_argument("--dataset", help="--accuracy: real images for the preset's networks (default: the preset's)")
     bench.add_argument("--json", help="also write the report here")
     bench.set_defaults(func=cmd_bench)
 
     args = parser.parse_args(argv)
-    if args.command == "train" and not (args.run or args.spec_json):
-        parser.error("train needs a run name or --spec-json")
+    if args.command == "train" and bool(args.run) == bool(args.spec_json):
+        parser.error("train needs run names or --spec-json")
     if args.command == "search" and not (args.study or args.list):
         parser.error("search needs a search name or --list")
     from kdrepro.config import ConfigError

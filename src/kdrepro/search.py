@@ -274,8 +274,9 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(path.read_text()))]
 
 
-def run_trial(study, trial, search: SearchDef, runs_root: Path, device: str) -> str:
-    """Train one sampled graph with pruning; returns the state name told to the study."""
+def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: dict[str, Any]) -> str:
+    """Train one sampled graph with pruning (`train_options`: train_run's device, precision,
+    compile_mode); returns the state name told to the study."""
     optuna = _optuna()
     from kdrepro.engine import TrainingError, train_run
 
@@ -302,7 +303,7 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, device: str) -> 
     try:
         for row in read_rows(run_dir / "epochs.csv"):  # epochs a killed attempt already trained
             report(int(row["epoch"]), row)
-        metrics = train_run(spec, run_dir, runs_root, device=device, progress=False, on_epoch=report)
+        metrics = train_run(spec, run_dir, runs_root, progress=False, on_epoch=report, **train_options)
     except optuna.TrialPruned:
         (run_dir / "resume.pt").unlink(missing_ok=True)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -321,7 +322,7 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, device: str) -> 
     return "complete"
 
 
-def run_worker(search: SearchDef, worker: int, runs_root: Path, device: str = "cpu", log=sys.stderr) -> dict[str, int]:
+def run_worker(search: SearchDef, worker: int, runs_root: Path, log=sys.stderr, **train_options) -> dict[str, int]:
     """Work on the study until it has T finished trials (or the rest are running elsewhere)."""
     if not 0 <= worker < search.workers:
         raise SearchError(f"search {search.name}: worker must be in 0..{search.workers - 1}, got {worker}")
@@ -339,7 +340,7 @@ def run_worker(search: SearchDef, worker: int, runs_root: Path, device: str = "c
             trial = study.ask()
             trial.set_user_attr("owner", owner(worker))
             trial.set_user_attr("pid", os.getpid())
-        state = run_trial(study, trial, search, runs_root, device)
+        state = run_trial(study, trial, search, runs_root, train_options)
         mine[state] = mine.get(state, 0) + 1
         print(f"[kdrepro] {search.name}: trial {trial.number} {state} ({finished(counts(study))}/{search.trials} finished)",
               file=log, flush=True)

@@ -12,6 +12,10 @@ from kdrepro.experiments import build_registry
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting
 RESULTS = str(REGISTRY.results_dir)
+# How runs compute, not what they are (outside the config hash): bf16 autocast and torch.compile
+SPEED_FLAGS = f"--precision {config['precision']}" + (
+    f" --compile {config['compile']}" if config["compile"] else ""
+)
 
 
 wildcard_constraints:

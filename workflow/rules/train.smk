@@ -27,7 +27,7 @@ rule train:
         spec=run_spec_json,
         setting=SETTING,
         device=config["device"],
-        precision=config["precision"],
+        speed=SPEED_FLAGS,
     shell:
         "kdrepro train --spec-json {params.spec:q} --setting {params.setting} --device {params.device}"
-        " --precision {params.precision} --threads {threads} --no-progress > {log} 2>&1"
+        " {params.speed} --threads {threads} --no-progress > {log} 2>&1"

@@ -59,7 +59,8 @@ def load_data(spec: RunSpec, device: str) -> DeviceData:
     )
 
 
-def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) -> dict[str, nn.Module]:
+def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str,
+                 compile_mode: str | None = None) -> dict[str, nn.Module]:
     """Trainable nodes start from weights fixed by (seed, position), so compared methods share them."""
     models: dict[str, nn.Module] = {}
     trainable_index = 0
@@ -78,7 +79,7 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str) 
                 if missing:
                     raise TrainingError(f"run {spec.name}: node {node.name!r}: init_layers {missing} name no weights of {node.arch}")
             model.load_state_dict(weights, strict=node.init_layers is None)
-        models[node.name] = prepare_model(model, node, device)
+        models[node.name] = prepare_model(model, node, device, compile_mode)
     models.update(build_edge_modules(spec, models, data, device))
     return models
 
@@ -211,7 +212,7 @@ def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, dat
     steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
     total_steps = spec.epochs * steps_per_epoch
     sums = torch.zeros(len(spec.edges) + 1, device=data.device)
-    autocast = torch.autocast("cuda", torch.bfloat16, enabled=precision == "bf16" and data.device.type == "cuda")
+    autocast = torch.autocast(data.device.type, torch.bfloat16, enabled=precision == "bf16")
     for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator, sampler)):
         progress = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
         optimizer.lr = learning_rate(spec, epoch, step, steps_per_epoch)
@@ -271,29 +272,26 @@ def accuracy(model: nn.Module, data: DeviceData, split: str) -> float:
 
 def train_run(
     spec: RunSpec, run_dir: Path, runs_root: Path, *, device: str = "cpu", setting: str = "", progress: bool | None = None,
-    precision: str = "fp32", on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
+    precision: str = "fp32", compile_mode: str | None = None, on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train `spec`, resuming from run_dir/resume.pt if a killed attempt left one; return the metrics.
     A finished run of the same configuration is returned as it is; one of another is never overwritten.
     `on_epoch(epoch, row)` is called after each epoch's row (losses, accuracies) and resume state are
-    saved; an exception it raises (a search pruning the trial, say) ends training there, resumable."""
-    finished = run_dir / "metrics.json"
-    if finished.exists():
-        metrics = json.loads(finished.read_text())
-        if metrics["config_hash"] == spec.config_hash:
-            return metrics
-        raise TrainingError(f"{run_dir} holds a finished run of another configuration ({metrics['config_hash']}, "
-                            f"this one is {spec.config_hash}): remove it, or give this setting its own name")
+    saved; an exception it raises (a search pruning the trial, say) ends training there, resumable.
+    `precision` "bf16" trains under bf16 autocast (evaluation stays fp32); `compile_mode` torch.compiles
+    every node ("default", or "reduce-overhead": CUDA graphs). Neither enters the config hash: they
+    change how a run computes, not what it is, and metrics.json records both."""
+    finished = finished_metrics(spec, run_dir)
+    if finished is not None:
+        return finished
     run_dir.mkdir(parents=True, exist_ok=True)
-    precision = precision if torch.device(device).type == "cuda" else "fp32"  # bf16 is a CUDA fast path
     data = load_data(spec, device)
-    models = build_models(spec, data, runs_root, device)
+    models = build_models(spec, data, runs_root, device, compile_mode)
     optimizer = make_optimizer(spec, models)
-    trainable = [n.name for n in spec.nodes if n.trainable]
     generator = torch.Generator().manual_seed(spec.seed)
     cached = frozen_logits(spec, models, data)
     sampler = prepare_sampler(spec, models, data)
-    frozen_acc = {n.name: accuracy(models[n.name], data, "test") for n in spec.nodes if not n.trainable}
+    frozen_acc = frozen_accuracies(spec, models, data)
     state = fresh_state()
     resume_path = run_dir / "resume.pt"
     if resume_path.exists():
@@ -309,16 +307,7 @@ def train_run(
     bar = Progress(spec, state["epoch"], progress)
     for epoch in range(state["epoch"] + 1, spec.epochs + 1):
         losses_mean = train_epoch(spec, models, optimizer, data, generator, cached, epoch, precision, sampler)
-        if not math.isfinite(losses_mean[-1]):
-            bad = [e.label for e, v in zip(spec.edges, losses_mean) if not math.isfinite(v)]
-            raise TrainingError(f"run {spec.name}: loss is not finite at epoch {epoch} (edges {bad})")
-        row: dict[str, Any] = {"epoch": epoch, "lr": optimizer.lr, "loss": losses_mean[-1]}
-        row.update({f"loss[{e.label}]": v for e, v in zip(spec.edges, losses_mean)})
-        for name in trainable:
-            row[f"test_acc[{name}]"] = accuracy(models[name], data, "test")
-            if data.n_val:
-                row[f"val_acc[{name}]"] = accuracy(models[name], data, "val")
-        row["seconds"] = time.perf_counter() - started
+        row = epoch_row(spec, models, data, epoch, optimizer.lr, losses_mean, started)
         state["rows"].append(row)
         if epoch in spec.save_epochs:
             snapshot(epoch, row[f"test_acc[{spec.eval_node}]"])
@@ -329,14 +318,54 @@ def train_run(
         if on_epoch is not None:
             on_epoch(epoch, row)
     bar.close()
-    metrics = summarise(spec, state, frozen_acc, models, setting, device) | {"precision": precision}
-    save_torch(checkpoint(spec, models, spec.epochs, data.num_classes), run_dir / "checkpoint.pt")
+    metrics = summarise(spec, state, frozen_acc, models, setting, device) | {"precision": precision, "compile": compile_mode}
+    write_outputs(spec, run_dir, models, state, metrics, data.num_classes)
+    return metrics
+
+
+def finished_metrics(spec: RunSpec, run_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a finished run of this configuration in run_dir; None if none finished there.
+    A finished run of another configuration is never overwritten: that is an error."""
+    finished = run_dir / "metrics.json"
+    if not finished.exists():
+        return None
+    metrics = json.loads(finished.read_text())
+    if metrics["config_hash"] != spec.config_hash:
+        raise TrainingError(f"{run_dir} holds a finished run of another configuration ({metrics['config_hash']}, "
+                            f"this one is {spec.config_hash}): remove it, or give this setting its own name")
+    return metrics
+
+
+def frozen_accuracies(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData) -> dict[str, float]:
+    return {n.name: accuracy(models[n.name], data, "test") for n in spec.nodes if not n.trainable}
+
+
+def epoch_row(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData, epoch: int, lr: float,
+              losses_mean: list[float], started: float) -> dict[str, Any]:
+    """The epoch's line of epochs.csv: rate, mean losses (total and per edge), the trained nodes'
+    accuracies and the seconds since `started` (a perf_counter time)."""
+    if not math.isfinite(losses_mean[-1]):
+        bad = [e.label for e, v in zip(spec.edges, losses_mean) if not math.isfinite(v)]
+        raise TrainingError(f"run {spec.name}: loss is not finite at epoch {epoch} (edges {bad})")
+    row: dict[str, Any] = {"epoch": epoch, "lr": lr, "loss": losses_mean[-1]}
+    row.update({f"loss[{e.label}]": v for e, v in zip(spec.edges, losses_mean)})
+    for node in spec.nodes:
+        if node.trainable:
+            row[f"test_acc[{node.name}]"] = accuracy(models[node.name], data, "test")
+            if data.n_val:
+                row[f"val_acc[{node.name}]"] = accuracy(models[node.name], data, "val")
+    return row | {"seconds": time.perf_counter() - started}
+
+
+def write_outputs(spec: RunSpec, run_dir: Path, models: dict[str, nn.Module], state: dict[str, Any],
+                  metrics: dict[str, Any], num_classes: int) -> None:
+    """A finished run's files; metrics.json last, as the mark that the run is complete."""
+    save_torch(checkpoint(spec, models, spec.epochs, num_classes), run_dir / "checkpoint.pt")
     save_json(spec.to_dict(), run_dir / "spec.json")
     # again here: a rerun deletes its outputs first, and one killed after its last epoch resumes with no epoch to train
     save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
     save_json(metrics, run_dir / "metrics.json")
-    resume_path.unlink(missing_ok=True)
-    return metrics
+    (run_dir / "resume.pt").unlink(missing_ok=True)
 
 
 def checkpoint(spec: RunSpec, models: dict[str, nn.Module], epoch: int, num_classes: int) -> dict[str, Any]:
