@@ -8,6 +8,7 @@ to float rounding (stacked kernels sum in another order); the gain is fewer, lar
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from kdrepro.engine.train import (
     rows_to_csv,
     save_text,
     summarise,
+    training_progress,
     write_outputs,
 )
 from kdrepro.graph import RunSpec
@@ -123,7 +125,7 @@ def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, 
     step_all = vmap(grad(one_run, has_aux=True), in_dims=(0, 0, 0, 0, 0, None))
     autocast = torch.autocast(data.device.type, torch.bfloat16, enabled=precision == "bf16")
     generators = [torch.Generator().manual_seed(s.seed) for s in specs]
-    steps_per_epoch = -(-data.n_train // spec.batch_size)
+    steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
     states, started = [fresh_state() for _ in specs], time.perf_counter()
     run_index = torch.arange(count, device=data.device)[:, None]
     bar = Progress(dataclasses.replace(spec, name=f"{spec.name} (+{count - 1} stacked)"), 0, progress)
@@ -134,8 +136,8 @@ def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, 
             optimizer.lr = learning_rate(spec, epoch, step, steps_per_epoch)
             known = {name: {kind: out[run_index, index] for kind, out in outputs.items()} for name, outputs in cached.items()}
             with autocast:
-                grads, losses = step_all(params, fixed, images, labels, known, ((epoch - 1) * steps_per_epoch + step)
-                                         / max(spec.epochs * steps_per_epoch - 1, 1))
+                grads, losses = step_all(params, fixed, images, labels, known,
+                                         training_progress(spec, epoch, step, steps_per_epoch))
             for name in trained:
                 for k, g in grads[name].items():
                     params[name][k].grad = g

@@ -210,11 +210,10 @@ def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, dat
     for module in edge_modules(spec, models):
         module.train()
     steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
-    total_steps = spec.epochs * steps_per_epoch
     sums = torch.zeros(len(spec.edges) + 1, device=data.device)
     autocast = torch.autocast(data.device.type, torch.bfloat16, enabled=precision == "bf16")
     for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator, sampler)):
-        progress = ((epoch - 1) * steps_per_epoch + step) / max(total_steps - 1, 1)
+        progress = training_progress(spec, epoch, step, steps_per_epoch)
         optimizer.lr = learning_rate(spec, epoch, step, steps_per_epoch)
         known = {name: {kind: out[index] for kind, out in outputs.items()} for name, outputs in cached.items()}
         if data.device.type == "cuda":  # a new step for models compiled into CUDA graphs
@@ -227,6 +226,11 @@ def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, dat
         optimizer.step()
         sums += torch.stack([*losses, total]).detach().float() * len(labels)
     return (sums / data.n_train).tolist()
+
+
+def training_progress(spec: RunSpec, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """How far training is at this step, 0 at the first and 1 at the last (what gates read)."""
+    return ((epoch - 1) * steps_per_epoch + step) / max(spec.epochs * steps_per_epoch - 1, 1)
 
 
 @torch.no_grad()
