@@ -47,7 +47,7 @@ def bench(tmp_path, *flags):
 
 
 def test_accuracy_mode_reports_every_path_over_the_seeds(tmp_path):
-    report, stdout = bench(tmp_path, "--accuracy", "--epochs", "1", "--seeds", "0", "1", "--precision", "bf16")
+    report, stdout = bench(tmp_path, "--accuracy", "--epochs", "1", "--seeds", "0", "1", "--precision", "bf16", "--test-images", "200")
     assert set(report["paths"]) == {"reference (fp32)", "ours (fp32)", "ours (bf16)"}
     for path in report["paths"].values():
         assert len(path["test_acc"]) == 2 and all(0 <= a <= 100 for a in path["test_acc"])
@@ -59,7 +59,7 @@ def test_accuracy_mode_reports_every_path_over_the_seeds(tmp_path):
 
 
 def test_stack_mode_reports_the_aggregate_gain(tmp_path):
-    report, stdout = bench(tmp_path, "--stack", "2", "--repeats", "1")
+    report, stdout = bench(tmp_path, "--stack", "2", "--repeats", "1", "--test-images", "200")
     assert report["runs"] == 2 and report["stacked_epoch_seconds"] > 0 and report["one_by_one_epoch_seconds"] > 0
     assert report["speedup"] == pytest.approx(report["one_by_one_epoch_seconds"] / report["stacked_epoch_seconds"])
     assert "aggregate speed-up" in stdout

@@ -53,6 +53,12 @@ def bench_data(preset: Preset, images: int) -> tuple[Split, Split, DatasetInfo]:
     return Split(train.images[:images], train.labels[:images]), test, info
 
 
+def run_data(preset: Preset, dataset: str, images: int | None = None, test_images: int | None = None) -> Data:
+    """The preset's data as a run reads it: `images` training and `test_images` test images (None: all)."""
+    return Data(dataset, train_subset=images, test_subset=test_images, pad_to=32, crop_padding=4 if preset.augment else 0,
+                flip=preset.augment)
+
+
 def kd_spec(preset: Preset, batch_size: int, data: Data, teacher_from: str = "none", epochs: int = 1,
             seed: int = 0) -> RunSpec:
     """TAKD's BLKD step: (1-λ)·CE + λ·τ²·KL with the teacher frozen."""
@@ -175,7 +181,7 @@ def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, 
     preset, device = PRESETS[preset_name], torch.device(device_name)
     precision = precision or preset.precision
     train, test, info = bench_data(preset, images)
-    spec = kd_spec(preset, batch_size, Data(preset.dataset, pad_to=32, crop_padding=4 if preset.augment else 0, flip=preset.augment))
+    spec = kd_spec(preset, batch_size, run_data(preset, preset.dataset))
     data = DeviceData(train, test, info, device=device, pad_to=32, crop_padding=spec.data.crop_padding, flip=spec.data.flip)
     shape = (info.channels, 32, 32)
 
@@ -222,7 +228,7 @@ def device_description(device: torch.device) -> str:
 
 def run_accuracy(preset_name: str, device_name: str, images: int, epochs: int, seeds: list[int], batch_size: int,
                  workers: int, precision: str = "bf16", compile_mode: str | None = None,
-                 dataset: str | None = None) -> dict[str, Any]:
+                 dataset: str | None = None, test_images: int | None = None) -> dict[str, Any]:
     """Test accuracy of the preset's KD student over `seeds` along three paths: the official codebases'
     loop (fp32), our engine in fp32 (the faithful path) and our engine's fast path (`precision`,
     `compile_mode`), all distilled from one teacher that our engine trains first, on real images."""
@@ -236,7 +242,7 @@ def run_accuracy(preset_name: str, device_name: str, images: int, epochs: int, s
     if dataset == "cifar100-shaped":
         raise SystemExit("kdrepro bench --accuracy needs real images: add --dataset fashion_mnist "
                          "(or cifar100 where it is on disk)")
-    data_spec = Data(dataset, train_subset=images, pad_to=32, crop_padding=4 if preset.augment else 0, flip=preset.augment)
+    data_spec = run_data(preset, dataset, images, test_images)
     train_all, _, info = load_dataset(dataset)
     keep = stratified(train_all.labels, images, "images")  # the images our engine's train_subset keeps
     train = Split(train_all.images[keep], train_all.labels[keep])
@@ -265,7 +271,7 @@ def run_accuracy(preset_name: str, device_name: str, images: int, epochs: int, s
     spread = summary["ours (fp32)"]["std"]
     return {
         "preset": preset_name, "teacher": preset.teacher, "student": preset.student, "dataset": dataset,
-        "images": images, "epochs": epochs, "seeds": seeds, "batch_size": batch_size, "device": device_description(device),
+        "images": images, "test_images": test_images, "epochs": epochs, "seeds": seeds, "batch_size": batch_size, "device": device_description(device),
         "torch": torch.__version__, "teacher_test_acc": teacher_acc, "paths": summary, "fast_path": fast,
         # the fast path is within the seed-to-seed spread when its mean is within one std of the faithful path's
         "fast_minus_fp32": summary[fast]["mean"] - summary["ours (fp32)"]["mean"],
@@ -287,7 +293,7 @@ def print_accuracy(report: dict[str, Any]) -> None:
 
 
 def run_stack_bench(preset_name: str, device_name: str, images: int, batch_size: int, repeats: int, runs: int,
-                    precision: str | None = None) -> dict[str, Any]:
+                    precision: str | None = None, test_images: int | None = None) -> dict[str, Any]:
     """`runs` KD students (seeds 0..runs-1, one teacher) trained one after another, then stacked into
     one model (kdrepro.engine.stack), in this process; each path's epoch time is the median of its
     `repeats` epochs after the first (epochs.csv's clock: training and the per-epoch evaluation)."""
@@ -299,7 +305,7 @@ def run_stack_bench(preset_name: str, device_name: str, images: int, batch_size:
     preset = PRESETS[preset_name]
     precision = precision or preset.precision
     dataset = "fashion_mnist" if preset.dataset == "cifar100-shaped" else preset.dataset  # real files, one loader
-    data_spec = Data(dataset, train_subset=images, pad_to=32, crop_padding=4 if preset.augment else 0, flip=preset.augment)
+    data_spec = run_data(preset, dataset, images, test_images)
     _, _, info = load_dataset(dataset)
     specs = [kd_spec(preset, batch_size, data_spec, teacher_from="teacher", epochs=repeats + 1, seed=seed) for seed in range(runs)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -320,7 +326,7 @@ def run_stack_bench(preset_name: str, device_name: str, images: int, batch_size:
         stacked = epoch_seconds(root / "stacked" / specs[0].name / "epochs.csv")
     device = torch.device(device_name)
     return {"preset": preset_name, "teacher": preset.teacher, "student": preset.student, "dataset": dataset,
-            "images": images, "batch_size": batch_size, "runs": runs, "precision": precision,
+            "images": images, "test_images": test_images, "batch_size": batch_size, "runs": runs, "precision": precision,
             "device": device_description(device), "torch": torch.__version__,
             "one_by_one_epoch_seconds": separate, "stacked_epoch_seconds": stacked,
             "one_by_one_images_per_second": runs * images / separate, "stacked_images_per_second": runs * images / stacked,
@@ -352,11 +358,11 @@ def print_report(report: dict[str, Any]) -> None:
 def main(args) -> None:
     if args.stack:
         report = run_stack_bench(args.preset, args.device, args.images, args.batch_size, args.repeats, args.stack,
-                                 args.precision)
+                                 args.precision, args.test_images)
         print_stack(report)
     elif args.accuracy:
         report = run_accuracy(args.preset, args.device, args.images, args.epochs, args.seeds, args.batch_size,
-                              args.workers, args.precision or "bf16", args.compile, args.dataset)
+                              args.workers, args.precision or "bf16", args.compile, args.dataset, args.test_images)
         print_accuracy(report)
     else:
         report = run_bench(args.preset, args.device, args.images, args.batch_size, args.repeats, args.workers,

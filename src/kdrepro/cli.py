@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                        help="instead: R KD students trained one by one, then stacked into one model (torch.func)")
     bench.add_argument("--epochs", type=int, default=5, help="--accuracy: epochs per run")
     bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--accuracy: student seeds")
+    bench.add_argument("--test-images", type=int, help="--accuracy, --stack: evaluate on this many test images (default: all)")
     bench.add_argument("--dataset", help="--accuracy: real images for the preset's networks (default: the preset's)")
     bench.add_argument("--json", help="also write the report here")
     bench.set_defaults(func=cmd_bench)
