@@ -93,3 +93,16 @@ def test_a_configfile_replaces_the_default_setting_instead_of_merging_into_it(wo
     out = snakemake(workdir, "-n", "-p", "takd_table1", "--configfile", "config/paper.yaml", "--workflow-profile", "none").stdout
     specs = [line for line in out.splitlines() if "kdrepro train --spec-json" in line]
     assert specs and all('"train_subset": null' in spec and '"width"' not in spec for spec in specs)
+
+
+def test_the_settings_fast_paths_reach_every_training_job(workdir):
+    # precision and compile are settings; the train rule hands them to `kdrepro train` (off by default)
+    def train_commands(*config):
+        run = "results/default/runs/takd/fashion_mnist/plane2/s0/metrics.json"
+        out = snakemake(workdir, "-n", "-p", run, *config, "--workflow-profile", "none").stdout
+        return [line for line in out.splitlines() if "kdrepro train --spec-json" in line]
+
+    plain = train_commands()
+    assert plain and all("--precision fp32 --threads" in line for line in plain)
+    fast = train_commands("--config", "precision=bf16", "compile=reduce-overhead")
+    assert fast and all("--precision bf16 --compile reduce-overhead --threads" in line for line in fast)
