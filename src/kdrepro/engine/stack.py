@@ -100,6 +100,7 @@ def train_stacked(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, *
 
 def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, device: str, setting: str, precision: str,
                    progress: bool | None) -> list[dict[str, Any]]:
+    """The stacked training itself (check_stackable has passed; none of these runs is finished)."""
     spec, count = specs[0], len(specs)
     data = load_data(spec, device)
     runs = [build_models(s, data, runs_root, device) for s in specs]
