@@ -165,7 +165,7 @@ up() {
 }
 
 down() {
-  [[ -e $PIDS ]] || { log "nothing recorded in $PIDS"; return 0; }
+  [[ -e $PIDS ]] || { log "nothing recorded in $PIDS"; forget_conf; return 0; }
   local name pid
   # reverse start order: slurmd, slurmctld, munged
   tac "$PIDS" | while read -r name pid; do
@@ -178,6 +178,13 @@ down() {
   done
   # stale pid files break `apt-get purge slurmctld` (its prerm calls scancel)
   rm -f /run/slurmctld.pid /run/slurmd.pid "$PIDS"
+  forget_conf
+}
+
+# The config `up` wrote goes with the daemons: with it and no controller, `scontrol` waits ~10 s,
+# and the Snakemake SLURM plugin runs `scontrol show config` on import, in every snakemake call.
+forget_conf() {
+  if grep -qs "written by kdrepro" "$CONF_DIR/slurm.conf"; then rm -f "$CONF_DIR/slurm.conf"; fi
 }
 
 case ${1:-} in
