@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 DEFAULT_CONFIG = ["config/config.yaml"]
+PRECISIONS = ["fp32", "bf16"]
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune"]
 
 
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     for p in (train, search):  # how a run computes (not what it is): the setting's unless given here
         p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
         p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-        p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16: train under bf16 autocast (default: the setting's)")
+        p.add_argument("--precision", choices=PRECISIONS, help="bf16: train under bf16 autocast (default: the setting's)")
         p.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile the networks; reduce-overhead adds CUDA "
                        "graphs (default: the setting's)")
 
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--repeats", type=int, default=3, help="timed epochs per loop, after one warm-up")
     bench.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop")
     bench.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile our models (reduce-overhead: CUDA graphs)")
-    bench.add_argument("--precision", choices=["fp32", "bf16"], help="our path's precision (default: the preset's; --accuracy: bf16)")
+    bench.add_argument("--precision", choices=PRECISIONS, help="our path's precision (default: the preset's; --accuracy: bf16)")
     bench.add_argument("--accuracy", action="store_true",
                        help="instead of timing: test accuracy over seeds of the official loop, ours in fp32 and ours fast")
     bench.add_argument("--stack", type=int, metavar="R",

@@ -109,8 +109,9 @@ def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, 
     frozen_acc = [frozen_accuracies(s, models, data) for s, models in zip(specs, runs)]
     weights = {n.name: stack_weights([models[n.name] for models in runs]) for n in spec.nodes}
     trained = {n.name for n in spec.nodes if n.trainable}
-    params = {name: {k: w for k, w in weights[name].items() if k in dict(runs[0][name].named_parameters())} for name in trained}
-    fixed = {name: {k: w for k, w in node.items() if name not in params or k not in params[name]} for name, node in weights.items()}
+    # what grad differentiates (trained nodes' parameters), and the rest (buffers, frozen nodes' weights)
+    params = {name: {k: weights[name][k] for k, _ in runs[0][name].named_parameters()} for name in trained}
+    fixed = {name: {k: w for k, w in node.items() if k not in params.get(name, {})} for name, node in weights.items()}
     # the optimizer run 0 would have (rate scales included), stepping the stacked parameters instead of run 0's
     optimizer = make_optimizer(spec, runs[0])
     views = {id(p): params[name][k] for name in trained for k, p in runs[0][name].named_parameters()}
