@@ -1,6 +1,7 @@
 """Shared fixtures. Tests run offline; the engine tests use the real Fashion-MNIST from
 Debian's dataset-fashion-mnist (installed by the bootstrap), on small subsets."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -53,5 +54,16 @@ def smoke_dag(tmp_path_factory) -> Path:
     if not fashion_mnist_available():
         pytest.skip("Fashion-MNIST not on disk (run `make setup`, which installs it)")
     wd = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    plant_stale_best_graph(wd / "results/smoke/search/ktg_fashion_mnist_n2")
     snakemake(wd, "--configfile", "config/smoke.yaml", "--cores", "2")
     return wd
+
+
+# A best.json that the search cannot choose (plane2 is no candidate), as a clone finds a committed file
+# from another host: the search runs again, and the DAG must follow the graph it chooses, not this one.
+STALE_GRAPH = {"models": ["resnet32", "plane2"], "gates": {"0->1": "through", "0->2": "through", "1->2": "through", "2->1": "through"}}
+
+
+def plant_stale_best_graph(study_dir: Path) -> None:
+    study_dir.mkdir(parents=True)
+    (study_dir / "best.json").write_text(json.dumps({"graph": STALE_GRAPH, "best_trial": 0, "best_value": 99.0}))

@@ -173,7 +173,8 @@ def test_a_journal_of_another_configuration_is_set_aside(pretrained, tmp_path):
 
 
 def test_smoke_run_builds_the_ktg_targets(smoke_dag):
-    from conftest import snakemake
+    from conftest import STALE_GRAPH, snakemake
+    from kdrepro.search import Graph
 
     wd = smoke_dag
     tables = wd / "results/smoke/tables"
@@ -186,7 +187,33 @@ def test_smoke_run_builds_the_ktg_targets(smoke_dag):
     assert table2[table2.dataset == "fashion_mnist"].ours_mean.between(0, 100).all()
     best = json.loads((wd / "results/smoke/search/ktg_fashion_mnist_n2/best.json").read_text())
     assert best["trials"].get("complete", 0) + best["trials"].get("pruned", 0) == 4
+    # the best.json found at parse time (planted by smoke_dag, a graph the search cannot choose) gave way to
+    # the search's own: the tables read the chosen graph's runs and nothing of the stale graph was trained
+    chosen, stale = Graph.from_dict(best["graph"]), Graph.from_dict(STALE_GRAPH)
+    assert chosen != stale
+    optimised = ours[ours.model == "2 nodes, Optimized"].runs.iloc[0]
+    assert f"/optimised/n2/{chosen.identity}/s0" in optimised
+    assert not list((wd / "results/smoke/runs").glob(f"ktg/*/optimised/n2/{stale.identity}"))
+    assert not list((wd / "results/smoke/runs").glob("ktg/*/dml/*plane2*"))
     for fig in ("ktg_fig_graphs", "ktg_fig_search"):
         assert (wd / f"figures/smoke/{fig}.png").stat().st_size > 10_000
     # a second invocation finds the best graph at parse time and has nothing to do
     assert "Nothing to be done" in snakemake(wd, "ktg", "--configfile", "config/smoke.yaml", "-n").stdout
+
+
+def test_search_mode_sets_the_workers_and_the_captions_say_which_ran():
+    from kdrepro import config as settings
+    from kdrepro.experiments import build_registry
+    from kdrepro.graph import SpecError
+    from kdrepro.papers import ktg
+
+    def registry(mode: str, workers: int):
+        return build_registry(settings.load(["config/config.yaml"], {"ktg": {"search_mode": mode, "workers": workers}}))
+
+    sequential, asynchronous = registry("sequential", 1), registry("asynchronous", 3)
+    assert {s.workers for s in ktg.searches(sequential).values()} == {1}
+    assert {s.workers for s in ktg.searches(asynchronous).values()} == {3}
+    captions = [ktg.KTG(r, r.experiments["ktg"]).note() for r in (sequential, asynchronous)]
+    assert "sequential ASHA (one worker" in captions[0] and "asynchronous ASHA on D = 3 workers" in captions[1]
+    with pytest.raises(SpecError, match="ktg.workers: a sequential search runs on one worker, got 2"):
+        registry("sequential", 2)

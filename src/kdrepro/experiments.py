@@ -56,6 +56,9 @@ class Registry:
     runs: dict[str, RunSpec] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)  # paper -> its experiment file
+    # runs built from a finished search's result (best.json): the workflow takes them from the search's
+    # checkpoint, never from the parse, so a search that chooses again changes what is trained
+    searched: set[str] = field(default_factory=set)
 
     @property
     def setting(self) -> str:

@@ -88,6 +88,12 @@ class Graph:
     def to_dict(self) -> dict[str, Any]:
         return {"models": list(self.models), "gates": dict(sorted(self.gates.items()))}
 
+    @property
+    def identity(self) -> str:
+        """A short name of the graph's content: runs that retrain a searched graph carry it, so a search
+        that chooses another graph names other runs instead of replacing finished ones."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Graph":
         return cls(tuple(raw["models"]), dict(raw["gates"]))

@@ -46,12 +46,11 @@ def search_runtime(wildcards, attempt):
 
 def deferred_metrics(target_name):
     """Input function of a target that reads searched graphs (KTG tables, figures, claims); []
-    for the other targets."""
+    for the other targets. The runs come from best.json as the finished checkpoint wrote it,
+    which may differ from the file found at parse time: a search that ran again chose again."""
     studies = ktg_paper.deferred_studies(REGISTRY, target_name)
     if not studies:
         return []
-    # runs named already (best.json existed at parse time) are not listed twice
-    known = set(REGISTRY.targets[target_name].runs)
 
     def inputs(wildcards):
         paths, pending = [], []
@@ -62,9 +61,7 @@ def deferred_metrics(target_name):
                 pending.append(err)
                 continue
             runs = ktg_paper.deferred_runs(REGISTRY, study)
-            for (
-                run
-            ) in runs:  # a cluster job of its own (no bundle: the plan was made before)
+            for run in runs:  # a cluster job of its own (no bundle: the plan was made before)
                 if run not in TRAIN_PLAN:
                     TRAIN_PLAN[run] = {
                         "minutes": estimate_minutes(
@@ -74,10 +71,8 @@ def deferred_metrics(target_name):
                         "group": None,
                     }
             paths += [best.best, best.trials]
-            paths += [run_file(r, "metrics.json") for r in runs if r not in known]
-        if (
-            pending
-        ):  # every unfinished search enters the DAG now, not one after the other
+            paths += [run_file(r, "metrics.json") for r in runs]
+        if pending:  # every unfinished search enters the DAG now, not one after the other
             raise IncompleteCheckpointException(
                 pending[0].rule, [err.targetfile for err in pending]
             )

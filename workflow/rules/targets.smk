@@ -23,7 +23,11 @@ for target in REGISTRY.targets.values():
             target.name
         input:
             setting=f"{RESULTS}/setting.json",
-            metrics=[run_file(run, "metrics.json") for run in target.runs],
+            metrics=[
+                run_file(run, "metrics.json")
+                for run in target.runs
+                if run not in REGISTRY.searched
+            ],
             searched=deferred_metrics(target.name),
         output:
             [

@@ -40,6 +40,10 @@ class KTG:
         self.epochs = self.settings["epochs"]
         self.search_epochs = self.settings.get("search_epochs") or self.epochs
         self.pretrain_epochs = self.settings.get("pretrain_epochs") or self.epochs
+        self.sequential = self.settings["search_mode"] == "sequential"
+        if self.sequential and self.settings["workers"] != 1:
+            raise SpecError(f"ktg.workers: a sequential search runs on one worker, got {self.settings['workers']} "
+                            "(set ktg.workers: 1, or ktg.search_mode: asynchronous for the paper's D workers)")
 
     # -- architectures ---------------------------------------------------------------------------
     def trained(self, arch: str) -> str:
@@ -134,7 +138,7 @@ class KTG:
 
                 out[name] = SearchDef(name=name, directory=self.search_dir(name), node_count=n,
                                       target_model=self.experiment["target"], aux_models=tuple(self.experiment["candidates"]),
-                                      trials=self.settings["trials"], workers=self.settings["workers"],
+                                      trials=self.settings["trials"], workers=1 if self.sequential else self.settings["workers"],
                                       seed=self.settings["search_seed"], objective=self.objective, make_spec=make_spec)
         return out
 
@@ -176,9 +180,11 @@ class KTG:
                 if graph is None:
                     return []
                 if method == "fixed":
-                    names.append(self.dml(list(graph.models), dataset, seed))
+                    name = self.dml(list(graph.models), dataset, seed)
                 else:
-                    names.append(self.add(self.graph_spec(f"ktg/{dataset}/optimised/n{nodes}/s{seed}", dataset, graph, seed)))
+                    name = self.add(self.graph_spec(f"ktg/{dataset}/optimised/n{nodes}/{graph.identity}/s{seed}", dataset, graph, seed))
+                self.registry.searched.add(name)
+                names.append(name)
             else:
                 raise SpecError(f"ktg: bad run template {template!r} (single:A, dml:A,B, kd:T>S, fixed:N, optimised:N, ours)")
         return names
@@ -191,9 +197,11 @@ class KTG:
 
     def note(self) -> str:
         text = substitution_note(self.settings["substitute"])
-        text += (" " if text else "") + (f"Graphs train {self.epochs} epochs (paper 200), searches T = {self.settings['trials']} trials with "
-                 f"D = {self.settings['workers']} workers of up to {self.search_epochs} epochs (paper T = 1500, D = 30), "
-                 f"objective: node 1's {self.objective} accuracy.")
+        mode = ("sequential ASHA (one worker, trials in order: the same best graph on every rerun with the same kernels)"
+                if self.sequential else
+                f"asynchronous ASHA on D = {self.settings['workers']} workers (the paper's; the best graph can depend on the workers' timing)")
+        text += (" " if text else "") + (f"Graphs train {self.epochs} epochs (paper 200), searches T = {self.settings['trials']} trials of up to "
+                 f"{self.search_epochs} epochs by {mode} (paper T = 1500, D = 30), objective: node 1's {self.objective} accuracy.")
         return text
 
 
