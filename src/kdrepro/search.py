@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kdrepro.graph import RunSpec
+from kdrepro.io import save_json, save_text
 
 GATES = ("through", "cutoff", "correct", "linear")
 LABEL_NODE = 0
@@ -352,8 +353,6 @@ def run_worker(search: SearchDef, worker: int, runs_root: Path, log=sys.stderr, 
               file=log, flush=True)
     c = counts(study)
     summary = {"worker": worker, "mine": mine, "study": c}
-    from kdrepro.engine.checkpoint import save_json
-
     save_json(summary, search.done_flag(worker))
     return c
 
@@ -362,8 +361,6 @@ def run_worker(search: SearchDef, worker: int, runs_root: Path, log=sys.stderr, 
 
 def export(search: SearchDef) -> dict[str, Any]:
     """best.json (the best finished graph) and trials.csv (every trial's objective per epoch)."""
-    from kdrepro.engine.checkpoint import save_json, save_text
-
     optuna = _optuna()
     if not search.storage_path.exists():
         raise SearchError(f"search {search.name}: no study at {search.storage_path} (run `kdrepro search` first)")

@@ -1,14 +1,13 @@
-"""Atomic output files and checkpoints that can be checked before they are trusted."""
+"""Checkpoints, written atomically (kdrepro.io) and checked before they are trusted."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from kdrepro.io import atomic_write
 
 FORMAT = "kdrepro-checkpoint/1"
 
@@ -17,29 +16,8 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match the node that loads it."""
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_torch(obj: Any, path: Path) -> None:
     atomic_write(path, lambda handle: torch.save(obj, handle))
-
-
-def save_json(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda handle: handle.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
-
-
-def save_text(text: str, path: Path) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

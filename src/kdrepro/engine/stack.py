@@ -31,12 +31,12 @@ from kdrepro.engine.train import (
     load_data,
     make_optimizer,
     rows_to_csv,
-    save_text,
     summarise,
     training_progress,
     write_outputs,
 )
 from kdrepro.graph import RunSpec
+from kdrepro.io import save_text
 from kdrepro.losses import LOSS_INFO
 
 

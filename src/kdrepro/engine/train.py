@@ -21,13 +21,12 @@ from kdrepro.engine.checkpoint import (
     load_checkpoint,
     load_node_weights,
     model_record,
-    save_json,
-    save_text,
     save_torch,
 )
 from kdrepro.engine.optim import SGD, RMSProp, learning_rate
 from kdrepro.data.samplers import make_sampler
 from kdrepro.graph import LABELS, Edge, Node, RunSpec
+from kdrepro.io import save_json, save_text
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
 from kdrepro.losses.registry import split_options
 from kdrepro.models import create_model

@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from kdrepro.engine.checkpoint import save_text
+from kdrepro.io import save_text
 from kdrepro.experiments import Registry, Results, Stat, Target, paper_seeds
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import create_model

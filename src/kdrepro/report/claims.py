@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdrepro.engine.checkpoint import save_text
+from kdrepro.io import save_text
 
 if TYPE_CHECKING:
     from kdrepro.experiments import Registry, Results, Stat, Target

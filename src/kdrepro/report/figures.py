@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from kdrepro.engine.checkpoint import atomic_write  # noqa: E402
+from kdrepro.io import atomic_write  # noqa: E402
 from kdrepro.experiments import SNAPSHOT  # noqa: E402
 from kdrepro.report.tables import RunResolver, caption, write_table  # noqa: E402
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
-from kdrepro.engine.checkpoint import save_text
+from kdrepro.io import save_text
 
 if TYPE_CHECKING:
     from kdrepro.experiments import Registry, Results, Target
