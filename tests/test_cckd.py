@@ -236,7 +236,7 @@ def test_sur_run_clusters_with_the_frozen_teacher(teacher_root, tmp_path, monkey
 # -- the paper's runs and targets ------------------------------------------------------------------
 def registry(configfile):
     from kdrepro.config import load
-    from kdrepro.experiments import build_registry
+    from kdrepro.assemble import build_registry
 
     return build_registry(load([configfile]))
 

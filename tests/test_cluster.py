@@ -4,7 +4,7 @@ import pytest
 
 from kdrepro import cluster
 from kdrepro.config import load
-from kdrepro.experiments import build_registry
+from kdrepro.assemble import build_registry
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec
 
 

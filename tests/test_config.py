@@ -6,7 +6,7 @@ import re
 import pytest
 
 from kdrepro import config as settings
-from kdrepro.experiments import build_registry
+from kdrepro.assemble import build_registry
 from kdrepro.graph import SpecError
 
 

@@ -13,13 +13,14 @@ from kdrepro.config import validate
 from kdrepro.engine import train_run
 from kdrepro.engine.optim import SGD, RMSProp
 from kdrepro.engine.train import build_models, edge_losses, make_optimizer
-from kdrepro.experiments import build_registry
+from kdrepro.assemble import assemble
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
 from kdrepro.models import FeatureTap, create_model
-from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutConv2d, MaxoutLinear, MaxoutNet, budget_error,
-                                   count_layers, count_multiplications, count_weights, hint_layers)
-from kdrepro.papers.fitnets import FitNets, guided_layers, parse
+from kdrepro.models.layers import MaxoutConv2d, MaxoutLinear
+from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutNet, budget_error, count_layers, count_multiplications,
+                                   count_weights, hint_layers)
+from kdrepro.papers.fitnets import guided_layers, parse
 
 
 def test_maxout_conv_is_the_max_over_each_units_pieces_by_hand():
@@ -201,14 +202,18 @@ def test_templates_and_guided_layers():
     assert guided_layers("fitnet_mnist")[-1] == "features.h3" and HINT_LAYERS["maxout_teacher_cifar"] == "features.h1"
 
 
-def registry_for(setting: str, **overrides):
+def assembled(setting: str, **overrides):
     config = yaml.safe_load((REPO / f"config/{setting}.yaml").read_text())
     config.update(overrides)
-    return build_registry(validate(config), REPO / "config/experiments")
+    return assemble(validate(config))
+
+
+def registry_for(setting: str, **overrides):
+    return assembled(setting, **overrides)[0]
 
 
 def test_paper_module_builds_the_two_stages_and_the_baselines():
-    registry = registry_for("config")
+    registry, papers = assembled("config")
     runs = registry.runs
     hint = runs["fitnets/fashion_mnist/hint/maxout_teacher_cifar-fitnet4/s0"]
     fitnet = runs["fitnets/fashion_mnist/fitnet/maxout_teacher_cifar-fitnet4/s0"]
@@ -228,7 +233,7 @@ def test_paper_module_builds_the_two_stages_and_the_baselines():
     assert any(e.loss == "kd" for e in fit2.edges) and fit2.node("student").init_lr_scale == 0.05
     # MNIST and CIFAR-100 are not in the default setting: their tables show the paper's values beside "not run"
     assert not any("/mnist/" in r or "/cifar100/" in r for r in runs)
-    assert FitNets(registry, registry.experiments["fitnets"]).datasets("cifar10") == ["fashion_mnist"]
+    assert papers["fitnets"].datasets("cifar10") == ["fashion_mnist"]
 
 
 @needs_fashion_mnist

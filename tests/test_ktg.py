@@ -11,11 +11,10 @@ from kdrepro import config as settings
 from kdrepro.data.device import DeviceData
 from kdrepro.data.sources import DatasetInfo, Split
 from kdrepro.engine.train import build_models, edge_losses
-from kdrepro.experiments import build_registry
+from kdrepro.assemble import assemble
 from kdrepro.graph import LABELS
 from kdrepro.losses import GATES, LOSSES
 from kdrepro.models import create_model, model_info
-from kdrepro.papers.ktg import KTG
 from kdrepro.search import Graph, edge_names
 
 # -- gates -----------------------------------------------------------------------------------------
@@ -55,9 +54,8 @@ def test_a_gated_edge_loss_is_the_batch_mean_of_gate_times_per_sample_loss():
 
 @pytest.fixture(scope="module")
 def ktg():
-    config = settings.load(["config/config.yaml", "config/smoke.yaml"], {"setting": "ktgunit"})
-    registry = build_registry(config)
-    return KTG(registry, registry.experiments["ktg"])
+    _, papers = assemble(settings.load(["config/config.yaml", "config/smoke.yaml"], {"setting": "ktgunit"}))
+    return papers["ktg"]
 
 
 def tiny_data(n=16, classes=10, seed=0):
@@ -79,7 +77,7 @@ def grads(model):
 
 def test_the_kd_graph_is_hinton_kd(ktg, tmp_path):
     """KD = the frozen pre-trained teacher -> Through -> student at T = 2, plus the labels: same loss, same gradient."""
-    spec = ktg.registry.runs[ktg.kd("resnet110", "resnet32", "fashion_mnist", 0)]
+    spec = ktg.registry.runs[ktg.runs("kd:resnet110>resnet32", "fashion_mnist")[0]]
     assert [n.trainable for n in spec.nodes] == [True, False] and spec.node("node2").frozen_from
     assert [(e.source, e.target, e.loss, e.gate) for e in spec.edges] == [(LABELS, "node1", "ce", "through"), ("node2", "node1", "kd", "through")]
     data = tiny_data()
@@ -118,7 +116,7 @@ def test_the_kd_graph_is_hinton_kd(ktg, tmp_path):
 
 def test_the_dml_graph_is_deep_mutual_learning(ktg, tmp_path):
     """DML = every gate Through: each node minimises CE + KL(p_other || p_self), the other detached."""
-    spec = ktg.registry.runs[ktg.dml(["resnet32", "resnet110"], "fashion_mnist", 0)]
+    spec = ktg.registry.runs[ktg.runs("dml:resnet32,resnet110", "fashion_mnist")[0]]
     assert all(n.trainable for n in spec.nodes)
     assert sorted((e.source, e.target, e.loss, e.gate) for e in spec.edges) == sorted([
         (LABELS, "node1", "ce", "through"), ("node2", "node1", "kd", "through"),
@@ -155,8 +153,10 @@ def test_graph_to_spec_freezes_all_cutoff_nodes_and_drops_cutoff_edges(ktg):
     gates.update({"0->1": "through", "2->1": "correct", "3->1": "linear", "1->3": "through"})  # node 2: all cut off
     graph = Graph(("resnet32", "resnet110", "wrn28_2"), gates)
     assert graph.frozen(2) and not graph.frozen(1) and not graph.frozen(3)
-    spec = ktg.graph_spec("x/probe", "fashion_mnist", graph, seed=0)
-    assert spec.node("node2").frozen_from == ktg.single("resnet110", "fashion_mnist", 0, pretrain=True)
+    specs = ktg.graph_specs("x/probe", "fashion_mnist", graph, seed=0)
+    spec = specs["x/probe"]
+    pretrained = ktg.single("resnet110", "fashion_mnist", 0, pretrain=True)
+    assert spec.node("node2").frozen_from == pretrained.name and list(specs) == [pretrained.name, "x/probe"]
     assert {(e.source, e.target, e.gate) for e in spec.edges} == {
         (LABELS, "node1", "through"), ("node2", "node1", "correct"), ("node3", "node1", "linear"), ("node1", "node3", "through")}
     assert spec.node("node1").options["shortcut"] == "zeropad"  # the official code's option-A ResNets
@@ -179,7 +179,7 @@ def test_linear_gate_rises_to_one_with_the_update_counter(ktg, tmp_path, monkeyp
 
     monkeypatch.setattr(engine, "edge_losses", spy)
     data = tiny_data(n=40)
-    spec = ktg.graph_spec("x/linear", "fashion_mnist", Graph.all_through(["resnet32"]), seed=0, epochs=2)
+    spec = ktg.graph_specs("x/linear", "fashion_mnist", Graph.all_through(["resnet32"]), seed=0, epochs=2)["x/linear"]
     import dataclasses
 
     spec = dataclasses.replace(spec, batch_size=16, data=dataclasses.replace(spec.data, validation=0))
@@ -206,17 +206,18 @@ def test_wrn_28_2_has_the_official_size():
 def test_paper_module_registers_the_targets_and_searches(ktg):
     registry = ktg.registry
     assert {"ktg_table1", "ktg_table2", "ktg_fig_graphs", "ktg_fig_search"} <= set(registry.targets)
-    assert set(ktg.searches()) == {f"ktg_fashion_mnist_n{n}" for n in ktg.settings["node_counts"]}
+    assert set(registry.searches) == {f"ktg_fashion_mnist_n{n}" for n in ktg.settings["node_counts"]}
     # before any search has finished the optimised graphs have no runs; the baselines do
     assert ktg.runs("optimised:2", "fashion_mnist") == [] and ktg.runs("fixed:2", "fashion_mnist") == []
+    assert registry.searches["ktg_fashion_mnist_n2"].result_runs().refs == [] and not registry.searched
     assert ktg.runs("single:resnet32", "fashion_mnist") == ["ktg/fashion_mnist/single/resnet8/s0"]
     assert ktg.compare_nodes() == max(ktg.settings["node_counts"])  # smoke has no 3-node search
 
 
 def test_the_official_protocol_searches_on_the_test_split():
     config = settings.load(["config/config.yaml"], {"setting": "ktgunit", "protocol": "official"})
-    registry = build_registry(config)
-    ktg = KTG(registry, registry.experiments["ktg"])
-    search = next(iter(ktg.searches().values()))
+    registry, papers = assemble(config)
+    ktg = papers["ktg"]
+    search = next(iter(registry.searches.values())).study
     assert search.objective == "test" and search.objective_key == "test_acc[node1]"
     assert ktg.data("fashion_mnist").validation == 0

@@ -32,13 +32,12 @@ def make_search(root: Path, overrides: dict | None = None):
     """The registry's search, its files under root/search and its pre-trained runs under root/runs."""
     from kdrepro import config as settings
     from kdrepro.config import merge
-    from kdrepro.experiments import build_registry
-    from kdrepro.papers import ktg
+    from kdrepro.assemble import build_registry
 
     os.chdir(REPO)
     registry = build_registry(settings.load(["config/config.yaml", "config/smoke.yaml"], merge(OVERRIDES, overrides or {})))
-    search = next(iter(ktg.searches(registry).values()))
-    return registry, dataclasses.replace(search, directory=root / "search" / search.name), ktg.search_dependencies(registry, search.name)
+    search = next(iter(registry.searches.values()))
+    return registry, dataclasses.replace(search.study, directory=root / "search" / search.study.name), search.pretrained
 
 
 def worker_main(root: str, worker: int, overrides: str = "{}") -> None:
@@ -203,17 +202,16 @@ def test_smoke_run_builds_the_ktg_targets(smoke_dag):
 
 def test_search_mode_sets_the_workers_and_the_captions_say_which_ran():
     from kdrepro import config as settings
-    from kdrepro.experiments import build_registry
+    from kdrepro.assemble import assemble
     from kdrepro.graph import SpecError
-    from kdrepro.papers import ktg
 
     def registry(mode: str, workers: int):
-        return build_registry(settings.load(["config/config.yaml"], {"ktg": {"search_mode": mode, "workers": workers}}))
+        return assemble(settings.load(["config/config.yaml"], {"ktg": {"search_mode": mode, "workers": workers}}))
 
-    sequential, asynchronous = registry("sequential", 1), registry("asynchronous", 3)
-    assert {s.workers for s in ktg.searches(sequential).values()} == {1}
-    assert {s.workers for s in ktg.searches(asynchronous).values()} == {3}
-    captions = [ktg.KTG(r, r.experiments["ktg"]).note() for r in (sequential, asynchronous)]
+    (sequential, sequential_papers), (asynchronous, asynchronous_papers) = registry("sequential", 1), registry("asynchronous", 3)
+    assert {s.study.workers for s in sequential.searches.values()} == {1}
+    assert {s.study.workers for s in asynchronous.searches.values()} == {3}
+    captions = [papers["ktg"].note() for papers in (sequential_papers, asynchronous_papers)]
     assert "sequential ASHA (one worker" in captions[0] and "asynchronous ASHA on D = 3 workers" in captions[1]
     with pytest.raises(SpecError, match="ktg.workers: a sequential search runs on one worker, got 2"):
         registry("sequential", 2)

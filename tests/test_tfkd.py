@@ -12,11 +12,11 @@ from kdrepro.config import validate
 from kdrepro.data.device import random_rotation
 from kdrepro.engine import train_run
 from kdrepro.engine.optim import learning_rate
-from kdrepro.experiments import build_registry
+from kdrepro.assemble import assemble
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import LOSSES
 from kdrepro.models import create_model, model_info
-from kdrepro.papers.tfkd import Cell, TfKD
+from kdrepro.papers.tfkd import Cell
 
 # [COMPUTED] with the official repository's model files (yuanli2333/Teacher-free-Knowledge-Distillation,
 # model/*.py) for 100 and 10 classes; loading their weights into ours gives the same outputs.
@@ -117,15 +117,19 @@ def test_templates_parse_and_bad_ones_are_refused():
             Cell.parse(bad)
 
 
-def registry_for(setting: str, **overrides):
+def assembled(setting: str, **overrides):
     config = yaml.safe_load((REPO / f"config/{setting}.yaml").read_text())
     config.update(overrides)
-    return build_registry(validate(config), REPO / "config/experiments")
+    return assemble(validate(config))
+
+
+def registry_for(setting: str, **overrides):
+    return assembled(setting, **overrides)[0]
 
 
 def test_substitutions_share_runs_and_de_kd_reads_snapshots(monkeypatch):
     monkeypatch.chdir(REPO)
-    registry = registry_for("config")
+    registry, papers = assembled("config")
     runs = registry.runs
     # ResNet50 is trained as ResNet18 in the default setting: its rows read the ResNet18 runs
     assert "tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0" in runs and not any("resnet50" in r for r in runs)
@@ -133,7 +137,7 @@ def test_substitutions_share_runs_and_de_kd_reads_snapshots(monkeypatch):
     assert scratch.save_epochs == (0, 1, 2, 3)  # the reference epochs 0, 1, 10, 50, 100, 200 of 200 in 3 epochs
     dekd = runs["tfkd/fashion_mnist/dekd/resnet18_ep0-mobilenetv2/s0"]
     assert dekd.node("teacher").frozen_epoch == 0 and dekd.node("teacher").frozen_from == scratch.name
-    note = TfKD(registry, registry.experiments["tfkd"]).note()  # what every caption says of the substitutions
+    note = papers["tfkd"].note()  # what every caption says of the substitutions
     assert "resnet50 → resnet18" in note and "mobilenet {'width': 0.125}" in note
 
 

@@ -24,7 +24,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdrepro.data import DatasetInfo, DeviceData, Split, load_dataset
+from kdrepro.data.device import stratified
+from kdrepro.engine.checkpoint import load_node_weights, save_torch
+from kdrepro.engine.stack import train_stacked
+from kdrepro.engine.train import (
+    accuracy,
+    checkpoint,
+    frozen_logits,
+    load_data,
+    make_optimizer,
+    prepare_model,
+    train_epoch,
+    train_run,
+)
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec
+from kdrepro.models import create_model
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,7 @@ def sync(device: torch.device) -> None:
 def reference_trainer(teacher: nn.Module, student: nn.Module, train: Split, info: DatasetInfo, spec: RunSpec,
                       device: torch.device, workers: int) -> Callable[[], None]:
     """The official codebases' loop: returns a function that trains `student` for one epoch."""
+    # only this loop uses torchvision and PIL: imported here, not where every paper's registry loads bench (start-up time)
     import torchvision.transforms as T
     from PIL import Image
 
@@ -166,8 +181,6 @@ def timed(fn, device: torch.device) -> tuple[Any, float]:
 
 def ours_epoch(models: dict[str, nn.Module], data: DeviceData, spec: RunSpec, device: torch.device, precision: str,
                cached: dict[str, torch.Tensor]) -> float:
-    from kdrepro.engine.train import make_optimizer, train_epoch
-
     optimizer = make_optimizer(spec, models)
     generator = torch.Generator().manual_seed(0)
     return timed(lambda: train_epoch(spec, models, optimizer, data, generator, cached, 1, precision), device)[1]
@@ -175,9 +188,6 @@ def ours_epoch(models: dict[str, nn.Module], data: DeviceData, spec: RunSpec, de
 
 def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, repeats: int, workers: int,
               compile_mode: str | None = None, precision: str | None = None) -> dict[str, Any]:
-    from kdrepro.engine.train import frozen_logits, prepare_model
-    from kdrepro.models import create_model
-
     preset, device = PRESETS[preset_name], torch.device(device_name)
     precision = precision or preset.precision
     train, test, info = bench_data(preset, images)
@@ -220,6 +230,31 @@ def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, 
     return report
 
 
+def inference_seconds(models: dict[str, nn.Module], images: torch.Tensor, threads: int, batch_size: int = 128,
+                      repeats: int = 3) -> tuple[dict[str, float], str]:
+    """Median seconds of one pass over `images` (standing for a test split) per model, on this machine's CPU with
+    `threads` threads, after one warm-up batch; and a description of the measurement for a caption."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    times = {}
+    try:
+        with torch.inference_mode():
+            for name, model in models.items():
+                model.eval()(images[:batch_size])  # warm-up
+                passes = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    for i in range(0, len(images), batch_size):
+                        model(images[i:i + batch_size])
+                    passes.append(time.perf_counter() - start)
+                times[name] = statistics.median(passes)
+    finally:
+        torch.set_num_threads(previous)
+    machine = (f"CPU ({platform.processor() or platform.machine()}), {threads} thread(s), "
+               f"{len(images)} test images in batches of {batch_size}, median of {repeats} passes")
+    return times, machine
+
+
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -232,11 +267,6 @@ def run_accuracy(preset_name: str, device_name: str, images: int, epochs: int, s
     """Test accuracy of the preset's KD student over `seeds` along three paths: the official codebases'
     loop (fp32), our engine in fp32 (the faithful path) and our engine's fast path (`precision`,
     `compile_mode`), all distilled from one teacher that our engine trains first, on real images."""
-    from kdrepro.data.device import stratified
-    from kdrepro.engine.checkpoint import load_node_weights
-    from kdrepro.engine.train import accuracy, load_data, train_run
-    from kdrepro.models import create_model
-
     preset, device = PRESETS[preset_name], torch.device(device_name)
     dataset = dataset or preset.dataset
     if dataset == "cifar100-shaped":
@@ -296,11 +326,6 @@ def run_stack_bench(preset_name: str, device_name: str, images: int, batch_size:
     """`runs` KD students (seeds 0..runs-1, one teacher) trained one after another, then stacked into
     one model (kdrepro.engine.stack), in this process; each path's epoch time is the median of its
     `repeats` epochs after the first (epochs.csv's clock: training and the per-epoch evaluation)."""
-    from kdrepro.engine.checkpoint import save_torch
-    from kdrepro.engine.stack import train_stacked
-    from kdrepro.engine.train import checkpoint, train_run
-    from kdrepro.models import create_model
-
     preset = PRESETS[preset_name]
     precision = precision or preset.precision
     dataset = "fashion_mnist" if preset.dataset == "cifar100-shaped" else preset.dataset  # real files, one loader

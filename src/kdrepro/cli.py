@@ -1,6 +1,8 @@
 """The `kdrepro` command line: train a run, list runs and targets, render a target, show status.
 
-Run it from the repository root (it reads config/ and workflow/schemas/ there), as Snakemake does.
+It reads config/ and workflow/schemas/ of the repository it is installed from (kdrepro.paths) and writes
+under the working directory's results/, as Snakemake does. Each command imports what it needs inside
+itself, so that a command starts without loading what only the others use (start-up time).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_CONFIG = ["config/config.yaml"]
+from kdrepro.paths import DEFAULT_SETTING
+
+DEFAULT_CONFIG = [DEFAULT_SETTING]
 PRECISIONS = ["fp32", "bf16"]
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune"]
 
@@ -35,7 +39,7 @@ def _overrides(pairs: list[str]) -> dict:
 
 def registry_from(args):
     from kdrepro import config as settings
-    from kdrepro.experiments import build_registry
+    from kdrepro.assemble import build_registry
 
     return build_registry(settings.load(args.configfile or DEFAULT_CONFIG, _overrides(args.config)))
 
@@ -96,30 +100,30 @@ def cmd_train(args) -> None:
 
 
 def cmd_search(args) -> None:
-    """One worker of a KTG graph search (kdrepro.search), or the export of its best graph."""
+    """One worker of a graph search a paper registered (kdrepro.search), or the export of its best graph."""
     import torch
 
-    from kdrepro.papers import ktg
     from kdrepro.search import export, run_worker
 
     registry = registry_from(args)
-    searches = ktg.searches(registry)
+    searches = registry.searches
     if args.list:
         for name, search in searches.items():
-            print(f"{name}: {search.node_count} nodes, T={search.trials}, D={search.workers}, objective {search.objective}, {search.directory}")
+            study = search.study
+            print(f"{name}: {study.node_count} nodes, T={study.trials}, D={study.workers}, objective {study.objective}, {study.directory}")
         return
     if args.study not in searches:
         raise SystemExit(f"kdrepro: no search named {args.study!r}; known: {', '.join(searches) or 'none'}")
     search = searches[args.study]
     if args.export:
-        best = export(search)
+        best = export(search.study)
         print(json.dumps({k: best[k] for k in ("study", "best_trial", "best_value", "graph", "trials")}))
         return
-    missing = [d for d in ktg.search_dependencies(registry, args.study) if not (registry.run_dir(d) / "checkpoint.pt").exists()]
+    missing = [d for d in search.pretrained if not (registry.run_dir(d) / "checkpoint.pt").exists()]
     if missing:
         raise SystemExit(f"kdrepro: search {args.study} needs these pre-trained runs first: {', '.join(missing)} (or use snakemake)")
     torch.set_num_threads(args.threads)
-    counts = run_worker(search, args.worker, registry.results_dir / "runs", **train_options(args, registry.config, registry.setting))
+    counts = run_worker(search.study, args.worker, registry.results_dir / "runs", **train_options(args, registry.config, registry.setting))
     print(json.dumps({"study": args.study, "worker": args.worker, "trials": counts}))
 
 

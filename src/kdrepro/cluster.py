@@ -34,6 +34,7 @@ import math
 from typing import Any, Mapping
 
 from kdrepro.graph import RunSpec
+from kdrepro.models.registry import entry
 
 BUNDLE_MINUTES = 10.0
 GPU_MS_PER_LAYER_PASS = 0.146
@@ -59,8 +60,6 @@ def uses_gpu(device: str) -> bool:
 
 
 def _depth(arch: str) -> int:
-    from kdrepro.models.registry import entry
-
     return entry(arch).depth
 
 

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 import yaml
 
-SCHEMA = Path("workflow/schemas/config.schema.yaml")
+from kdrepro.paths import SCHEMA
 
 
 class ConfigError(ValueError):

@@ -134,6 +134,8 @@ class RunSpec:
         return sorted({r for r in runs if r})
 
     def validate(self) -> None:
+        # imported here, not above: a spec stays plain data that reads and writes JSON without torch;
+        # checking one against the registries of models, losses and samplers loads them (start-up time)
         from kdrepro.data.samplers import SamplerError, make_sampler
         from kdrepro.losses import GATES, LOSS_INFO, LOSSES
         from kdrepro.losses.registry import check_options

@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
+from kdrepro.engine import TrainingError, train_run
 from kdrepro.graph import RunSpec
 from kdrepro.io import save_json, save_text
 
@@ -162,7 +165,7 @@ class SearchDef:
 # -- Optuna plumbing -------------------------------------------------------------------------------
 
 def _optuna():
-    import optuna
+    import optuna  # only workers and exports load Optuna, not every registry that names a search (start-up time)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
@@ -185,8 +188,6 @@ def trial_seeded_sampler(seed: int):
 
 def sampled_choice(seed: int, number: int, name: str, choices):
     """The choice trial `number` draws for parameter `name`: uniform, from a generator seeded by all three."""
-    import numpy as np
-
     digest = hashlib.sha256(f"{seed}/{number}/{name}".encode()).digest()
     return choices[np.random.RandomState(int.from_bytes(digest[:4], "little")).randint(len(choices))]
 
@@ -210,7 +211,7 @@ def file_lock(path: Path) -> Iterator[None]:
 
 def storage(search: SearchDef):
     optuna = _optuna()
-    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock  # with Optuna (start-up time)
 
     search.directory.mkdir(parents=True, exist_ok=True)
     backend = JournalFileBackend(str(search.storage_path), lock_obj=JournalFileOpenLock(str(search.storage_path)))
@@ -285,8 +286,6 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: d
     """Train one sampled graph with pruning (`train_options`: train_run's device, precision,
     compile_mode); returns the state name told to the study."""
     optuna = _optuna()
-    from kdrepro.engine import TrainingError, train_run
-
     origin = int(trial.user_attrs.get("origin", trial.number))
     if "origin" not in trial.user_attrs:
         trial.set_user_attr("origin", origin)

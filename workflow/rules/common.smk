@@ -2,12 +2,13 @@
 import json
 
 from kdrepro.cluster import (
+    estimate_minutes,
     mem_mb as run_mem_mb,
     plan as cluster_plan,
     runtime_limit,
     uses_gpu,
 )
-from kdrepro.experiments import build_registry
+from kdrepro.assemble import build_registry
 
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting
@@ -30,12 +31,12 @@ def dependency_checkpoints(wildcards):
     """The checkpoints of the runs whose networks this run loads (teachers, initialisations)."""
     return [
         run_file(dep, "checkpoint.pt")
-        for dep in REGISTRY.runs[wildcards.run].dependencies
+        for dep in REGISTRY.spec(wildcards.run).dependencies
     ]
 
 
 def run_spec_json(wildcards):
-    return REGISTRY.runs[wildcards.run].to_json()
+    return REGISTRY.spec(wildcards.run).to_json()
 
 
 # -- cluster resources and job groups of training jobs; the sizing lives in src/kdrepro/cluster.py
@@ -56,18 +57,27 @@ def train_device_resources():
     return {"gpu": 0, "gpu_model": ""}
 
 
+def train_plan(run):
+    """The run's estimate and bundle; a run that a search's result added after the plan was made is
+    a cluster job of its own."""
+    if run in TRAIN_PLAN:
+        return TRAIN_PLAN[run]
+    minutes = estimate_minutes(REGISTRY.spec(run), config["device"])
+    return {"minutes": minutes, "level": 0, "group": None}
+
+
 def train_runtime(wildcards, attempt):
     """SLURM time limit (minutes) from the run's estimate; doubles on each retry."""
-    return runtime_limit(TRAIN_PLAN[wildcards.run]["minutes"], attempt)
+    return runtime_limit(train_plan(wildcards.run)["minutes"], attempt)
 
 
 def train_mem_mb(wildcards, attempt):
-    return run_mem_mb(REGISTRY.runs[wildcards.run], config["device"], attempt)
+    return run_mem_mb(REGISTRY.spec(wildcards.run), config["device"], attempt)
 
 
 def train_group(wildcards):
     """The bundle of short runs this run belongs to (None: a cluster job of its own)."""
-    return TRAIN_PLAN[wildcards.run]["group"]
+    return train_plan(wildcards.run)["group"]
 
 
 def all_outputs():

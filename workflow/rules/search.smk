@@ -1,9 +1,10 @@
-# The KTG graph searches (kdrepro.search): D worker jobs per study share one Optuna journal under
-# results/<setting>/search/<study>/, then a checkpoint exports the best graph. The runs that retrain
-# that graph exist only once best.json does: the tables, figures and claims name them through
-# `deferred_metrics`: one input function per search, which waits on its checkpoint, registers the specs in
-# REGISTRY (so the train rule finds them) and returns their metrics. Snakemake re-evaluates the DAG
-# when the checkpoint finishes; a later invocation finds best.json at parse time and needs no wait.
+# The graph searches the papers register (REGISTRY.searches; KTG's, kdrepro.search): D worker jobs per
+# study share one Optuna journal under results/<setting>/search/<study>/, then a checkpoint exports the
+# best graph. The runs that retrain that graph exist only once best.json does: the targets that read a
+# search name them through `deferred_metrics`, an input function that waits on its checkpoint and returns
+# the metrics of the runs its result adds; the train rule finds their specs through REGISTRY.spec, which
+# reads the same best.json. Snakemake re-evaluates the DAG when the checkpoint finishes; a later
+# invocation finds best.json at parse time and needs no wait.
 
 
 include: "search_common.smk"

@@ -1,11 +1,10 @@
-# Functions of the KTG search rules (workflow/rules/search.smk); see there.
+# Functions of the search rules (workflow/rules/search.smk); see there.
 from snakemake.exceptions import IncompleteCheckpointException
 
 from kdrepro.cluster import estimate_minutes, runtime_limit
-from kdrepro.papers import ktg as ktg_paper
 from kdrepro.search import Graph
 
-SEARCHES = ktg_paper.searches(REGISTRY)
+SEARCHES = REGISTRY.searches
 
 
 wildcard_constraints:
@@ -20,21 +19,20 @@ def search_path(study, name):
 def search_pretrained(wildcards):
     """The pre-trained runs a trial may freeze."""
     return [
-        run_file(run, "checkpoint.pt")
-        for run in ktg_paper.search_dependencies(REGISTRY, wildcards.study)
+        run_file(run, "checkpoint.pt") for run in SEARCHES[wildcards.study].pretrained
     ]
 
 
 def search_workers(wildcards):
     return [
         search_path(wildcards.study, f"worker{i}.done")
-        for i in range(SEARCHES[wildcards.study].workers)
+        for i in range(SEARCHES[wildcards.study].study.workers)
     ]
 
 
 def search_runtime(wildcards, attempt):
     """SLURM minutes of one worker: its share of the T trials, each at most a full trial."""
-    search = SEARCHES[wildcards.study]
+    search = SEARCHES[wildcards.study].study
     probe = search.make_spec(
         Graph.all_through([search.target_model] * search.node_count),
         0,
@@ -45,10 +43,13 @@ def search_runtime(wildcards, attempt):
 
 
 def deferred_metrics(target_name):
-    """Input function of a target that reads searched graphs (KTG tables, figures, claims); []
-    for the other targets. The runs come from best.json as the finished checkpoint wrote it,
-    which may differ from the file found at parse time: a search that ran again chose again."""
-    studies = ktg_paper.deferred_studies(REGISTRY, target_name)
+    """Input function of a target that reads searches' results (KTG's tables, figures and
+    claims); [] for the other targets. The runs come from best.json as the finished checkpoint
+    wrote it, which may differ from the file found at parse time: a search that ran again
+    chose again."""
+    studies = [
+        name for name, search in SEARCHES.items() if target_name in search.readers
+    ]
     if not studies:
         return []
 
@@ -60,19 +61,14 @@ def deferred_metrics(target_name):
             except IncompleteCheckpointException as err:
                 pending.append(err)
                 continue
-            runs = ktg_paper.deferred_runs(REGISTRY, study)
-            for run in runs:  # a cluster job of its own (no bundle: the plan was made before)
-                if run not in TRAIN_PLAN:
-                    TRAIN_PLAN[run] = {
-                        "minutes": estimate_minutes(
-                            REGISTRY.runs[run], config["device"]
-                        ),
-                        "level": 0,
-                        "group": None,
-                    }
             paths += [best.best, best.trials]
-            paths += [run_file(r, "metrics.json") for r in runs]
-        if pending:  # every unfinished search enters the DAG now, not one after the other
+            paths += [
+                run_file(run, "metrics.json")
+                for run in SEARCHES[study].result_runs().refs
+            ]
+        if (
+            pending
+        ):  # every unfinished search enters the DAG now, not one after the other
             raise IncompleteCheckpointException(
                 pending[0].rule, [err.targetfile for err in pending]
             )

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdrepro.losses.registry import register_loss
-from kdrepro.models.maxout import MaxoutConv2d
+from kdrepro.models.layers import MaxoutConv2d
 
 REDUCTIONS = ("paper", "official")
 REGRESSOR_RANGE = 0.05  # generateConvRegressor's irange

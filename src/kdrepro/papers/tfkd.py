@@ -12,14 +12,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from kdrepro.experiments import SNAPSHOT, Registry, Results, Stat, check_substitutions, paper_seeds, substitution_note
-from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
-from kdrepro.models import model_info
-from kdrepro.report.claims import Claim, compare
-from kdrepro.report.figures import figure_target
-from kdrepro.report.tables import table_target
+from matplotlib.ticker import MaxNLocator
 
-PAPER = "tfkd"
+from kdrepro.experiments import SNAPSHOT, Registry, Target
+from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
+from kdrepro.papers.base import Paper
+from kdrepro.report.claims import Claim, compare
+from kdrepro.report.figures import KINDS, figure_kind
+from kdrepro.report.results import Stat
+
 METHODS = ("scratch", "kd", "self", "dekd", "reg", "lsr", "snapshot")
 TEMPLATE = re.compile(r"^(?P<method>[a-z]+):(?:(?P<teacher>[a-z0-9_]+)(?:@(?P<epoch>\d+))?>)?(?P<arch>[a-z0-9_]+)(?:@(?P<snap>\d+))?$")
 COMPARABLE_POINTS = 0.5  # "Tf-KD_reg is comparable to normal KD": at most this far below it (or one seed std)
@@ -43,16 +44,11 @@ class Cell:
         return cls(method, match["arch"], match["teacher"], int(epoch) if epoch else None)
 
 
-class TfKD:
-    """Turns templates into run specs for one setting and registers them."""
+class TfKD(Paper):
+    name = "tfkd"
 
-    def __init__(self, registry: Registry, experiment: dict[str, Any]):
-        self.registry, self.experiment = registry, experiment
-        self.config = registry.config
-        self.settings = self.config["tfkd"]
-        self.protocol = experiment["protocols"][self.config["protocol"]]
-        self.seeds = paper_seeds(self.config, PAPER)
-        check_substitutions(PAPER, self.settings["substitute"])
+    def __init__(self, registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]):
+        super().__init__(registry, experiment, paper_values)
         # every snapshot epoch some cell asks of each trained teacher, so its scratch run saves them all
         self.snapshots: dict[str, set[int]] = {}
         for template in all_templates(experiment):
@@ -61,26 +57,18 @@ class TfKD:
                 teacher = cell.teacher if cell.method == "dekd" else cell.arch
                 self.snapshots.setdefault(self.trained(teacher), set()).add(self.scaled_epoch(cell.epoch))
 
-    def trained(self, arch: str) -> str:
-        return self.settings["substitute"].get(arch, arch)
-
     def scaled_epoch(self, reference_epoch: int) -> int:
         """An epoch of the reference 200 in this setting's epochs (0 stays the initialisation)."""
         reference = self.experiment["training"]["schedule"]["reference_epochs"]
         return round(reference_epoch * self.settings["epochs"] / reference)
 
-    def runs(self, template: str, dataset: str) -> list[str]:
-        """The run references (one per seed) behind a template; registers the runs and their teachers."""
+    def seed_run(self, template: str, dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]]:
         cell = Cell.parse(template)
         if cell.method == "snapshot":
-            scratch = self.runs(f"scratch:{cell.arch}", dataset)
-            return [f"{run}{SNAPSHOT}{self.scaled_epoch(cell.epoch)}" for run in scratch]
-        names = []
-        for seed in self.seeds:
-            spec = self.spec(cell, dataset, seed)
-            self.registry.add_runs({spec.name: spec})
-            names.append(spec.name)
-        return names
+            scratch, specs = self.seed_run(f"scratch:{cell.arch}", dataset, seed)
+            return f"{scratch}{SNAPSHOT}{self.scaled_epoch(cell.epoch)}", specs
+        specs = self.specs(cell, dataset, seed)
+        return next(reversed(specs)), specs
 
     def run_name(self, cell: Cell, dataset: str, seed: int) -> str:
         arch = self.trained(cell.arch)
@@ -91,30 +79,32 @@ class TfKD:
             arch = f"{teacher}-{arch}"
         return f"tfkd/{dataset}/{cell.method}/{arch}/s{seed}"
 
-    def spec(self, cell: Cell, dataset: str, seed: int) -> RunSpec:
+    def specs(self, cell: Cell, dataset: str, seed: int) -> dict[str, RunSpec]:
+        """The cell's run, after the scratch run of its teacher where it has one."""
         student = self.trained(cell.arch)
         hyper = self.experiment["hyper"]
         nodes = [Node("student", student, self.options(student))]
         edges = [Edge(LABELS, "student", "ce")]
+        specs: dict[str, RunSpec] = {}
         save_epochs: tuple[int, ...] = ()
         if cell.method == "scratch":
             save_epochs = tuple(sorted(self.snapshots.get(student, ())))
         elif cell.method in ("kd", "self", "dekd"):
             scratch = Cell("scratch", cell.arch if cell.method == "self" else cell.teacher)
+            specs = self.specs(scratch, dataset, seed)
             teacher, teacher_run = self.trained(scratch.arch), self.run_name(scratch, dataset, seed)
-            self.registry.add_runs({teacher_run: self.spec(scratch, dataset, seed)})
             epoch = self.scaled_epoch(cell.epoch) if cell.method == "dekd" else None
             nodes.insert(0, Node("teacher", teacher, self.options(teacher), frozen_from=teacher_run, frozen_epoch=epoch))
             if cell.method == "self":
-                h = self.lookup(hyper["self"], student)
+                h = self.lookup_hyper(hyper["self"], student)
             else:  # normal KD and De-KD use loss_kd with the pair's params.json
-                h = hyper["kd"].get("pairs", {}).get(f"{teacher}>{student}") or self.lookup(hyper["kd"], student)
+                h = hyper["kd"].get("pairs", {}).get(f"{teacher}>{student}") or self.lookup_hyper(hyper["kd"], student)
             multiplier = h.get("multiplier", 1) if cell.method == "self" and self.protocol["multiplier"] else 1
             edges = [Edge(LABELS, "student", "ce", weight=1 - h["alpha"]),
                      Edge("teacher", "student", "kd", weight=h["alpha"] * multiplier,
                           options={"temperature": h["temperature"], **self.protocol["kd"]})]
         elif cell.method == "reg":
-            h = self.lookup(hyper["reg"], student)
+            h = self.lookup_hyper(hyper["reg"], student)
             options = {"correct_prob": hyper["correct_prob"], "temperature": h["temperature"], **self.protocol["tfkd_reg"]}
             if self.protocol["multiplier"]:
                 options["multiplier"] = h["multiplier"]
@@ -122,18 +112,17 @@ class TfKD:
                      Edge(LABELS, "student", "tfkd_reg", weight=h["alpha"], options=options)]
         elif cell.method == "lsr":
             edges = [Edge(LABELS, "student", "label_smoothing", options={"epsilon": hyper["lsr_epsilon"], **self.protocol["label_smoothing"]})]
-        return self.run_spec(self.run_name(cell, dataset, seed), dataset, seed, nodes, edges, save_epochs)
+        name = self.run_name(cell, dataset, seed)
+        specs[name] = self.run_spec(name, dataset, seed, nodes, edges, save_epochs)
+        return specs
 
     def run_spec(self, name: str, dataset: str, seed: int, nodes: list[Node], edges: list[Edge], save_epochs: tuple[int, ...]) -> RunSpec:
-        training, data = self.experiment["training"], self.config["data"]
+        training = self.experiment["training"]
         batch = self.settings["batch_size"]
         optimizer = dict(training["optimizer"], lr=training["optimizer"]["lr"] * batch / training["lr_reference_batch"])
-        augmentation = training["augmentation"] if self.settings["augment"] else {}
         return RunSpec(
             name=name,
-            data=Data(dataset=dataset, root=data["roots"].get(dataset), download=data["download"],
-                      train_subset=data["train_subset"], test_subset=data["test_subset"], validation=data["validation"],
-                      normalization="dataset", pad_to=data["pad_to"], **augmentation),
+            data=self.data(dataset, **self.augmentation(training)),
             nodes=tuple(nodes),
             edges=tuple(edges),
             epochs=self.settings["epochs"],
@@ -144,25 +133,62 @@ class TfKD:
             save_epochs=save_epochs,
         )
 
-    def options(self, arch: str) -> dict[str, Any]:
-        return dict(self.settings["model_options"].get(model_info(arch)["family"], {}))
-
     @staticmethod
-    def lookup(table: dict[str, Any], arch: str) -> dict[str, Any]:
+    def lookup_hyper(table: dict[str, Any], arch: str) -> dict[str, Any]:
         if arch not in table:
             raise SpecError(f"tfkd: no hyperparameters for {arch!r} (add it under `hyper` in config/experiments/tfkd.yaml)")
         return table[arch]
 
     def note(self) -> str:
         """What this setting trains in place of the paper's networks, for the captions."""
-        text = substitution_note(self.settings["substitute"])
         options = ", ".join(f"{family} {opts}" for family, opts in self.settings["model_options"].items())
-        return text + (f" Model options: {options}." if options else "")
+        return self.substitution_note() + (f" Model options: {options}." if options else "")
+
+    def table(self, name: str, decl: dict[str, Any]) -> Target:
+        return super().table(name, {**decl, "caption": f"{decl.get('caption', '')} {self.note()}".strip()})
+
+    def claims(self) -> list[Claim]:
+        tables = self.experiment["tables"]
+        out: list[Claim] = []
+        for dataset in self.config["datasets"]:
+            stat = lambda template: self.stat(template, dataset)  # noqa: E731
+            # rows that read the same runs (substituted networks) are judged once, all their labels named
+            rows: dict[tuple, tuple[str, str, list[str]]] = {}  # (claim, judge, runs) -> (better, other, row labels)
+
+            def add(claim: str, label: str, better: str, other: str, judge=compare) -> None:
+                runs = tuple(self.runs(better, dataset) + self.runs(other, dataset))
+                rows.setdefault((claim, judge, runs), (better, other, []))[2].append(label)
+
+            for row in tables["tfkd_table_rekd"]["rows"]:
+                c = row["cells"]
+                add("Re-KD improves the teacher over its baseline", row["model"], c["Re-KD"], c["Teacher"])
+            for row in tables["tfkd_table_dekd"]["rows"]:
+                c = row["cells"]
+                add("De-KD improves the student", f"{row['model']}, teacher at {stat(c['Pt-Teacher']).text()}", c["De-KD"], c["Student"])
+            for row in tables["tfkd_table_self"]["rows"]:
+                c = row["cells"]
+                add("Tf-KD_self improves over the baseline", row["model"], c["Tf-KD_self"], c["Baseline"])
+            for row in tables["tfkd_table_reg"]["rows"]:
+                c = row["cells"]
+                add("Tf-KD_reg improves over the baseline", row["model"], c["Tf-KD_reg"], c["Baseline"])
+                add("Tf-KD_reg is comparable to normal KD", row["model"], c["Tf-KD_reg"], c["Normal KD"], comparable_claim)
+                add("Tf-KD_reg beats LSR", row["model"], c["Tf-KD_reg"], c["LSR"])
+            out += [judge(f"{claim} ({'; '.join(labels)}; {dataset})", stat(better), stat(other))
+                    for (claim, judge, _), (better, other, labels) in rows.items()]
+            out.append(self.poorest_teacher_claim(dataset))
+        return out
+
+    def poorest_teacher_claim(self, dataset: str) -> Claim:
+        """De-KD with the poorest teacher of the De-KD figure (its earliest snapshot) against the student's baseline."""
+        panel = self.experiment["figures"]["tfkd_fig_dekd"]["panels"][0]
+        teacher, student, epoch = panel["teacher"], panel["student"], min(panel["epochs"])
+        poor = self.stat(f"snapshot:{teacher}@{epoch}", dataset)
+        return compare(f"De-KD improves the student even with a teacher near chance ({teacher} at {poor.text()}, {student}, {dataset})",
+                       self.stat(f"dekd:{teacher}@{epoch}>{student}", dataset), self.stat(f"scratch:{student}", dataset))
 
 
 def all_templates(experiment: dict[str, Any]) -> list[str]:
-    from kdrepro.report.figures import KINDS
-
+    """Every run template the experiment's tables and figures name."""
     templates = [t for table in experiment["tables"].values() for row in table["rows"] for t in row["cells"].values()]
     for figure in experiment["figures"].values():
         chains_of = KINDS[figure["kind"]][0]
@@ -170,65 +196,60 @@ def all_templates(experiment: dict[str, Any]) -> list[str]:
     return templates
 
 
-def build(registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]) -> None:
-    tfkd = TfKD(registry, experiment)
-    context = {"paper": PAPER, "paper_title": experiment["paper"], "report": experiment["report"]}
-    for name, table in experiment["tables"].items():
-        table = {**table, "caption": f"{table.get('caption', '')} {tfkd.note()}".strip()}
-        registry.targets[name] = table_target(registry, name, table, paper_values, tfkd.runs, context)
-    for name, figure in experiment["figures"].items():
-        registry.targets[name] = figure_target(registry, name, figure, tfkd.runs, context)
-
-
-def claims(results: Results) -> list[Claim]:
-    """Tf-KD's claims, each judged on every dataset of the setting."""
-    registry = results.registry
-    experiment = registry.experiments[PAPER]
-    tfkd = TfKD(registry, experiment)
-    tables = experiment["tables"]
-    out: list[Claim] = []
-    for dataset in registry.config["datasets"]:
-        stat = lambda template: results.stat(tfkd.runs(template, dataset))  # noqa: E731
-        # rows that read the same runs (substituted networks) are judged once, all their labels named
-        rows: dict[tuple, tuple[str, str, list[str]]] = {}  # (claim, judge, runs) -> (better, other, row labels)
-
-        def add(claim: str, label: str, better: str, other: str, judge=compare) -> None:
-            runs = tuple(tfkd.runs(better, dataset) + tfkd.runs(other, dataset))
-            rows.setdefault((claim, judge, runs), (better, other, []))[2].append(label)
-
-        for row in tables["tfkd_table_rekd"]["rows"]:
-            c = row["cells"]
-            add("Re-KD improves the teacher over its baseline", row["model"], c["Re-KD"], c["Teacher"])
-        for row in tables["tfkd_table_dekd"]["rows"]:
-            c = row["cells"]
-            add("De-KD improves the student", f"{row['model']}, teacher at {stat(c['Pt-Teacher']).text()}", c["De-KD"], c["Student"])
-        for row in tables["tfkd_table_self"]["rows"]:
-            c = row["cells"]
-            add("Tf-KD_self improves over the baseline", row["model"], c["Tf-KD_self"], c["Baseline"])
-        for row in tables["tfkd_table_reg"]["rows"]:
-            c = row["cells"]
-            add("Tf-KD_reg improves over the baseline", row["model"], c["Tf-KD_reg"], c["Baseline"])
-            add("Tf-KD_reg is comparable to normal KD", row["model"], c["Tf-KD_reg"], c["Normal KD"], _comparable_claim)
-            add("Tf-KD_reg beats LSR", row["model"], c["Tf-KD_reg"], c["LSR"])
-        out += [judge(f"{claim} ({'; '.join(labels)}; {dataset})", stat(better), stat(other))
-                for (claim, judge, _), (better, other, labels) in rows.items()]
-        out.append(_poorest_teacher_claim(experiment, tfkd, stat, dataset))
-    return out
-
-
-def _poorest_teacher_claim(experiment: dict[str, Any], tfkd: TfKD, stat, dataset: str) -> Claim:
-    """De-KD with the poorest teacher of the De-KD figure (its earliest snapshot) against the student's baseline."""
-    panel = experiment["figures"]["tfkd_fig_dekd"]["panels"][0]
-    teacher, student, epoch = panel["teacher"], panel["student"], min(panel["epochs"])
-    poor = stat(f"snapshot:{teacher}@{epoch}")
-    return compare(f"De-KD improves the student even with a teacher near chance ({teacher} at {poor.text()}, {student}, {dataset})",
-                   stat(f"dekd:{teacher}@{epoch}>{student}"), stat(f"scratch:{student}"))
-
-
-def _comparable_claim(statement: str, reg: Stat, kd: Stat) -> Claim:
+def comparable_claim(statement: str, reg: Stat, kd: Stat) -> Claim:
     """Comparable: Tf-KD_reg at most COMPARABLE_POINTS (or the larger seed std) below normal KD."""
     if not reg.values or not kd.values:
         return Claim(statement, "inconclusive: missing runs", f"{reg.text()} vs {kd.text()}")
     tolerance = max([COMPARABLE_POINTS] + [s.std for s in (reg, kd) if s.n > 1])
     judged = "supported" if reg.mean >= kd.mean - tolerance else "not supported"
     return Claim(statement, judged, f"{reg.text()} vs {kd.text()} (within {tolerance:.2f} points counts as comparable)")
+
+
+# -- figure kinds ------------------------------------------------------------------------------------
+
+@figure_kind("defective_teacher", lambda p: [f"{kind}:{p['teacher']}@{e}{tail}" for e in p["epochs"]
+                                           for kind, tail in (("snapshot", ""), ("dekd", f">{p['student']}"))]
+             + [f"scratch:{p['student']}"])
+def defective_teacher(ax, panel, stat) -> list[dict[str, Any]]:
+    """The De-KD student's accuracy against its poorly trained teacher's; the student's baseline as a line."""
+    teacher, student = panel["teacher"], panel["student"]
+    rows, seen = [], set()
+    for epoch in panel["epochs"]:
+        runs = tuple(stat.resolve(f"dekd:{teacher}@{epoch}>{student}"))
+        if runs in seen:  # reference epochs that scale to the same epoch of a short run
+            continue
+        seen.add(runs)
+        poor, taught = stat(f"snapshot:{teacher}@{epoch}"), stat(f"dekd:{teacher}@{epoch}>{student}")
+        trained_epochs = int(stat.resolve(f"snapshot:{teacher}@{epoch}")[0].rpartition(SNAPSHOT)[2])
+        rows.append({"teacher_reference_epoch": epoch, "teacher_epoch": trained_epochs, "teacher_mean": poor.mean,
+                     "teacher_std": poor.std, "student_mean": taught.mean, "student_std": taught.std, "n": taught.n})
+    rows.sort(key=lambda r: r["teacher_mean"])
+    baseline = stat(f"scratch:{student}")
+    ax.errorbar([r["teacher_mean"] for r in rows], [r["student_mean"] for r in rows],
+                yerr=[0 if r["n"] < 2 else r["student_std"] for r in rows], marker="o", capsize=3, label=f"{student} taught (De-KD)")
+    ax.axhline(baseline.mean, color="tab:red", label=f"{student} baseline {baseline.text()}")
+    for r in rows:
+        ax.annotate(f"epoch {r['teacher_epoch']}", (r["teacher_mean"], r["student_mean"]), fontsize=7,
+                    textcoords="offset points", xytext=(3, 4))
+    ax.set_xlabel(f"poorly trained teacher {teacher}: test accuracy (%)")
+    ax.set_ylabel("student test accuracy (%)")
+    return rows + [{"teacher_reference_epoch": "baseline", "student_mean": baseline.mean, "student_std": baseline.std, "n": baseline.n}]
+
+
+@figure_kind("curves", lambda p: list(p["lines"].values()))
+def curves(ax, panel, stat) -> list[dict[str, Any]]:
+    """Test accuracy after every epoch, the mean over seeds with the seeds' range shaded."""
+    rows = []
+    for label, template in panel["lines"].items():
+        frame = stat.curves(template)
+        if frame.empty:
+            continue
+        mean, low, high = frame.mean(axis=1), frame.min(axis=1), frame.max(axis=1)
+        ax.plot(mean.index, mean, label=label)
+        ax.fill_between(mean.index, low, high, alpha=0.2)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        rows += [{"line": label, "epoch": int(e), "mean": m, "min": lo, "max": hi, "n": frame.shape[1]}
+                 for e, m, lo, hi in zip(mean.index, mean, low, high)]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    return rows

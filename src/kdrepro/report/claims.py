@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Mapping, Protocol
 
+from kdrepro.experiments import Registry, Target
 from kdrepro.io import save_text
-
-if TYPE_CHECKING:
-    from kdrepro.experiments import Registry, Results, Stat, Target
+from kdrepro.report.results import Results, Stat
 
 
 @dataclass
@@ -19,7 +17,19 @@ class Claim:
     evidence: str
 
 
-def verdict(holds: bool, better: "Stat", other: "Stat") -> str:
+class ClaimsSource(Protocol):
+    """What a paper hands the claims report."""
+
+    results: Results
+
+    def claims(self) -> list[Claim]:
+        """Its claims, each judged on every dataset of the setting."""
+
+    def claims_inputs(self) -> list[str]:
+        """The files its claims read besides its runs' metrics (other targets' outputs)."""
+
+
+def verdict(holds: bool, better: Stat, other: Stat) -> str:
     """supported / not supported, weakened when the gap is inside the seed-to-seed spread."""
     if not better.values or not other.values:
         return "inconclusive: missing runs"
@@ -32,20 +42,16 @@ def verdict(holds: bool, better: "Stat", other: "Stat") -> str:
     return "supported" if gap > spread else f"weakly supported (gap {gap:.2f} within one std {spread:.2f})"
 
 
-def compare(statement: str, better: "Stat", other: "Stat") -> Claim:
+def compare(statement: str, better: Stat, other: Stat) -> Claim:
     """The claim that `better` has the higher mean accuracy."""
     return Claim(statement, verdict(better.mean > other.mean, better, other), f"{better.text()} (n={better.n}) vs {other.text()} (n={other.n})")
 
 
-def claims_target(registry: "Registry") -> "Target":
-    from kdrepro.experiments import Target
-
+def claims_target(registry: Registry, papers: Mapping[str, ClaimsSource]) -> Target:
+    """results/<setting>/claims.md: every paper's claims, judged on every run of the registry."""
     path = registry.results_dir / "claims.md"
 
     def render() -> None:
-        from kdrepro.experiments import Results
-        from kdrepro.papers import PAPERS
-
         lines = [
             f"# Claims report, setting `{registry.setting}`",
             "",
@@ -55,12 +61,13 @@ def claims_target(registry: "Registry") -> "Target":
             "A claim is *supported* when the gap exceeds the larger seed-to-seed std, *weakly supported* when it "
             "points the right way inside that spread.",
         ]
-        for paper, module in PAPERS.items():
-            results = Results(registry, paper)
-            lines += ["", f"## {registry.experiments[paper]['paper']}", "",
+        for name, paper in papers.items():
+            results = paper.results
+            lines += ["", f"## {registry.experiments[name]['paper']}", "",
                       f"Accuracy per run: {results.protocol_text}; seeds {', '.join(map(str, results.seeds))}.", ""]
             lines += ["| claim | verdict | evidence |", "|---|---|---|"]
-            lines += [f"| {c.statement} | {c.verdict} | {c.evidence} |" for c in module.claims(results)]
-        save_text("\n".join(lines) + "\n", Path(path))
+            lines += [f"| {c.statement} | {c.verdict} | {c.evidence} |" for c in paper.claims()]
+        save_text("\n".join(lines) + "\n", path)
 
-    return Target("claims", "all", "claims", sorted(registry.runs), [str(path)], render)
+    inputs = [file for paper in papers.values() for file in paper.claims_inputs()]
+    return Target("claims", "all", "claims", sorted(registry.runs), [str(path)], render, inputs)

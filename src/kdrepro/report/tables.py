@@ -3,19 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, NamedTuple, Protocol
 
 import pandas as pd
 
+from kdrepro.experiments import Registry, Target, run_of
 from kdrepro.io import save_text
-
-if TYPE_CHECKING:
-    from kdrepro.experiments import Registry, Results, Target
-
-RunResolver = Callable[[Any, str], list[str]]  # (chain template, dataset) -> run names, one per seed
+from kdrepro.report.results import Results
 
 
-def caption(registry: "Registry", title: str, note: str, results: "Results", paper_source: str = "") -> str:
+class RunTemplates(Protocol):
+    """What a paper hands the report layer: its results and its run templates, resolved per dataset."""
+
+    results: Results
+
+    def register(self, template: Any, dataset: str) -> list[str]:
+        """The template's run references, one per seed, registering their runs (while the registry is built)."""
+
+    def runs(self, template: Any, dataset: str) -> list[str]:
+        """The same references, looked up without registering anything (when rendering)."""
+
+
+class TableContent(NamedTuple):
+    frame: pd.DataFrame  # every number, written whole as the CSV
+    caption: str
+    shown: list[str] | None = None  # the frame's columns the Markdown and LaTeX tables show (None: the wide form)
+
+
+def caption(registry: Registry, title: str, note: str, results: Results, paper_source: str = "") -> str:
     seeds = results.seeds
     parts = [
         title + ".",
@@ -28,17 +43,27 @@ def caption(registry: "Registry", title: str, note: str, results: "Results", pap
     return " ".join(p for p in parts if p)
 
 
-def table_target(registry: "Registry", name: str, decl: dict[str, Any], paper_values: dict[str, Any],
-                 resolve: RunResolver, context: dict[str, str]) -> "Target":
-    from kdrepro.experiments import Results, Target, run_of
-
-    datasets = registry.config["datasets"]
-    published = paper_values.get(name, {})
-    cells = {(row["model"], ds, col): resolve(row["cells"][col], ds) for row in decl["rows"] for ds in datasets for col in decl["columns"]}
+def frame_table(registry: Registry, name: str, paper: str, runs: list[str], content: Callable[[], TableContent]) -> Target:
+    """A table target whose frame the paper lays out itself: `content()` reads the runs when it renders."""
     base = registry.results_dir / "tables" / name
 
     def render() -> None:
-        results = Results(registry, context["paper"])
+        write_table(content(), base)
+
+    outputs = [str(base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
+    return Target(name, paper, "table", sorted({run_of(r) for r in runs}), outputs, render)
+
+
+def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_values: dict[str, Any],
+                 templates: RunTemplates) -> Target:
+    """A declared table: a row per (row, dataset) with each column's runs summarised beside the paper's value."""
+    datasets = registry.config["datasets"]
+    published = paper_values.get(name, {})
+    cells = {(row["model"], ds, col): templates.register(row["cells"][col], ds)
+             for row in decl["rows"] for ds in datasets for col in decl["columns"]}
+    results = templates.results
+
+    def content() -> TableContent:
         records = []
         keys = [(row["model"], ds) for row in decl["rows"] for ds in datasets]
         keys += [tuple(k.rsplit("/", 1)) for k in published if tuple(k.rsplit("/", 1)) not in keys]
@@ -55,13 +80,10 @@ def table_target(registry: "Registry", name: str, decl: dict[str, Any], paper_va
                     "paper": value, "paper_tag": tag,
                     "runs": " ".join(runs) if runs else "",
                 })
-        frame = pd.DataFrame.from_records(records)
         text = caption(registry, decl["title"], decl.get("caption", ""), results, paper_values.get("source", ""))
-        write_table(frame, text, base)
+        return TableContent(pd.DataFrame.from_records(records), text)
 
-    outputs = [str(base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
-    runs = sorted({run_of(r) for rs in cells.values() for r in rs})
-    return Target(name, context["paper"], "table", runs, outputs, render)
+    return frame_table(registry, name, results.paper, [r for rs in cells.values() for r in rs], content)
 
 
 def wide(frame: pd.DataFrame) -> pd.DataFrame:
@@ -76,10 +98,15 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write_table(frame: pd.DataFrame, text: str, base: Path) -> None:
-    """The long CSV (every number), and the wide table as Markdown and LaTeX with the caption."""
+def write_table(content: TableContent, base: Path) -> None:
+    """The long CSV (every number), and as Markdown and LaTeX with the caption the `shown` columns (missing
+    values as "–"), or by default the wide table."""
+    frame, text, shown = content
     save_text(frame.to_csv(index=False), base.with_suffix(".csv"))
-    table = wide(frame) if "column" in frame else frame
+    if shown:
+        table = frame[shown].fillna("–")
+    else:
+        table = wide(frame) if "column" in frame else frame
     markdown = f"## {base.stem}\n\n{text}\n\n{table.to_markdown(index=False)}\n"
     save_text(markdown, base.with_suffix(".md"))
     latex_table = table.map(lambda v: latex_escape(v) if isinstance(v, str) else v).rename(columns=latex_escape)

@@ -1,0 +1,52 @@
+"""The top of the package (below the CLI and the Snakefile): a setting's registry, assembled from the papers.
+
+Each paper reads its experiment file (config/experiments/<paper>.yaml) and its published values
+(config/paper_values/<paper>.yaml) and registers its runs, targets and searches; the claims report then
+gets every paper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdrepro.experiments import Registry
+from kdrepro.graph import check_graph
+from kdrepro.papers.base import Paper
+from kdrepro.papers.cckd import CCKD
+from kdrepro.papers.fitnets import FitNets
+from kdrepro.papers.ktg import KTG
+from kdrepro.papers.takd import TAKD
+from kdrepro.papers.tfkd import TfKD
+from kdrepro.paths import EXPERIMENTS, PAPER_VALUES
+from kdrepro.report.claims import claims_target
+
+PAPERS: list[type[Paper]] = [TAKD, TfKD, CCKD, KTG, FitNets]  # the claims report's order
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (kdrepro reads its experiment files from the repository it is "
+                                "installed from: `pip install -e .` there)")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def assemble(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS,
+             paper_values_dir: Path = PAPER_VALUES) -> tuple[Registry, dict[str, Paper]]:
+    """All runs, targets and searches of every paper for this (validated) setting, and the papers."""
+    registry = Registry(config)
+    for paper in PAPERS:
+        registry.experiments[paper.name] = load_yaml(experiments_dir / f"{paper.name}.yaml")
+    papers = {paper.name: paper(registry, registry.experiments[paper.name], load_yaml(paper_values_dir / f"{paper.name}.yaml"))
+              for paper in PAPERS}
+    for paper in papers.values():
+        paper.build()
+    registry.targets["claims"] = claims_target(registry, papers)
+    check_graph(registry.runs)
+    return registry, papers
+
+
+def build_registry(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS) -> Registry:
+    return assemble(config, experiments_dir)[0]

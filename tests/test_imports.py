@@ -1,0 +1,86 @@
+"""The package's layering, read from its source: imports run downward, there is no import circle, and the
+only imports inside functions are the two kinds kept for start-up time."""
+
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "kdrepro"
+
+# lowest first; a module may import its own layer's modules and the layers below
+LAYERS = [
+    ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.config"),
+    ("kdrepro.models", "kdrepro.data"),
+    ("kdrepro.losses",),
+    ("kdrepro.graph",),
+    ("kdrepro.engine", "kdrepro.search", "kdrepro.cluster", "kdrepro.bench"),
+    ("kdrepro.experiments",),
+    ("kdrepro.report",),
+    ("kdrepro.papers",),
+    ("kdrepro.assemble",),
+    ("kdrepro.cli",),
+]
+# Modules that import parts of the package inside functions, on purpose: each CLI command loads only what it
+# uses; a run spec stays plain data that JSON tools read without loading torch.
+LAZY = {"kdrepro.cli", "kdrepro.graph"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports() -> dict[str, list[tuple[str, bool]]]:
+    """module -> [(imported kdrepro module, inside a function)]"""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        nested = {id(node) for func in ast.walk(tree) if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for node in ast.walk(func)}
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kdrepro"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("kdrepro")]
+            else:
+                continue
+            modules = {n for n in names if (PACKAGE.parent / n.replace(".", "/")).with_suffix(".py").exists()
+                       or (PACKAGE.parent / n.replace(".", "/") / "__init__.py").exists()}
+            found += [(m, id(node) in nested) for m in modules]
+        out[module_name(path)] = found
+    return out
+
+
+def layer(module: str) -> int:
+    best = max((prefix for group in LAYERS for prefix in group if module == prefix or module.startswith(prefix + ".")), key=len)
+    return next(i for i, group in enumerate(LAYERS) if best in group)
+
+
+def test_every_module_has_a_layer_and_imports_only_downward():
+    upward = [f"{m} ({LAYERS[layer(m)][0]}) imports {t} ({LAYERS[layer(t)][0]})"
+              for m, found in imports().items() for t, _ in found if layer(t) > layer(m)]
+    assert not upward, "\n".join(upward)
+
+
+def test_there_is_no_import_circle():
+    graph = {m: {t for t, _ in found if t != m} for m, found in imports().items()}
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        if state.get(module) == 2:
+            return
+        assert state.get(module) != 1, "import circle: " + " -> ".join(path[path.index(module):] + [module])
+        state[module] = 1
+        for target in sorted(graph.get(module, ())):
+            visit(target, path + [module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        visit(module, [])
+
+
+def test_imports_inside_functions_are_only_the_start_up_ones():
+    lazy = {m for m, found in imports().items() for _, nested in found if nested}
+    assert lazy <= LAZY, f"imports inside functions in {sorted(lazy - LAZY)}"
