@@ -79,7 +79,7 @@ class KTG(Paper):
     def graph_specs(self, name: str, dataset: str, graph: Graph, seed: int, epochs: int | None = None,
                     pretrain_seed: int | None = None, temperature: float | None = None) -> dict[str, RunSpec]:
         """A graph's run, after the pre-trained runs its all-cutoff (frozen) nodes load."""
-        temperature = self.experiment["edge_temperature"] if temperature is None else temperature
+        temperature = self.hyper("edge_temperature") if temperature is None else temperature
         specs: dict[str, RunSpec] = {}
         nodes, edges = [], []
         for i, arch in enumerate(graph.models, 1):
@@ -111,7 +111,7 @@ class KTG(Paper):
     def kd(self, teacher: str, student: str, dataset: str, seed: int) -> dict[str, RunSpec]:
         gates = {"0->1": "through", "2->1": "through", "0->2": "cutoff", "1->2": "cutoff"}
         name = f"ktg/{dataset}/kd/{self.trained(teacher)}-{self.trained(student)}/s{seed}"
-        return self.graph_specs(name, dataset, Graph((student, teacher), gates), seed, temperature=self.experiment["kd_temperature"])
+        return self.graph_specs(name, dataset, Graph((student, teacher), gates), seed, temperature=self.hyper("kd_temperature"))
 
     # -- templates -------------------------------------------------------------------------------
     def seed_run(self, template: str, dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]] | None:
