@@ -1,5 +1,6 @@
 """Shared fixtures. Tests run offline; the engine tests use the real Fashion-MNIST from
-Debian's dataset-fashion-mnist (installed by the bootstrap), on small subsets."""
+Debian's dataset-fashion-mnist (installed by the bootstrap), on small subsets. The package finds its
+own config/ from any working directory; the tests name the shipped settings by `setting(...)`."""
 
 import json
 import os
@@ -15,10 +16,12 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CACHE = Path.home() / ".cache/kdrepro/fashion_mnist"
 
 
-@pytest.fixture(autouse=True)
-def in_repo(monkeypatch):
-    """kdrepro reads config/ and workflow/schemas/ relative to the working directory."""
-    monkeypatch.chdir(REPO)
+def setting(*names: str, **overrides) -> dict:
+    """The shipped settings config/<name>.yaml merged in order, with overrides, validated: what
+    `--configfile config/a.yaml --configfile config/b.yaml --config key=value` gives."""
+    from kdrepro import config
+
+    return config.load([REPO / "config" / f"{name}.yaml" for name in names], overrides)
 
 
 def fashion_mnist_available() -> bool:

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import needs_fashion_mnist
+from conftest import needs_fashion_mnist, setting
+from kdrepro.assemble import build_registry
 from kdrepro.data import DatasetInfo, DeviceData, Split
 from kdrepro.engine import train as engine
 from kdrepro.engine import train_run
@@ -234,15 +235,12 @@ def test_sur_run_clusters_with_the_frozen_teacher(teacher_root, tmp_path, monkey
 
 
 # -- the paper's runs and targets ------------------------------------------------------------------
-def registry(configfile):
-    from kdrepro.config import load
-    from kdrepro.assemble import build_registry
-
-    return build_registry(load([configfile]))
+def registry(name):
+    return build_registry(setting(name))
 
 
 def test_default_setting_shares_takd_runs_and_stays_small():
-    reg = registry("config/config.yaml")
+    reg = registry("config")
     targets = {n: t for n, t in reg.targets.items() if t.paper == "cckd"}
     assert set(targets) == {"cckd_table1", "cckd_ablation_kernel", "cckd_ablation_order", "cckd_ablation_sampler"}
     runs = {r for t in targets.values() for r in t.runs}
@@ -253,7 +251,7 @@ def test_default_setting_shares_takd_runs_and_stays_small():
     kd = reg.runs["takd/fashion_mnist/resnet110-resnet20/s0"]
     assert cc.edges[:2] == kd.edges and cc.edges[2].loss == "cc" and (cc.epochs, cc.optimizer, cc.data) == (kd.epochs, kd.optimizer, kd.data)
     assert cc.nodes[0].frozen_from == "takd/fashion_mnist/resnet110/s0"
-    paper = registry("config/paper.yaml")
+    paper = registry("paper")
     table1 = paper.targets["cckd_table1"]
     assert any("resnet56-resnet20" in r for r in table1.runs) and any("cifar100" in r for r in table1.runs)
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from conftest import setting
 from kdrepro import cluster
-from kdrepro.config import load
 from kdrepro.assemble import build_registry
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec
 
@@ -50,7 +50,7 @@ def test_bundles_are_levels_of_at_least_the_target():
 
 @pytest.fixture(scope="module")
 def paper_plan():
-    registry = build_registry(load(["config/paper.yaml"]))
+    registry = build_registry(setting("paper"))
     return registry, cluster.plan(registry.runs, registry.config["device"])
 
 

@@ -1,6 +1,6 @@
-"""FitNets: maxout layers, the hint regressor and loss, the KD cross-entropy, the annealing gate, RMSProp and
-per-parameter learning-rate scales, the multiplication counter, the stage-1 -> stage-2 hand-off, the paper
-module's runs, and a smoke run of the fitnets targets."""
+"""FitNets: maxout layers, the hint regressor and loss, the KD cross-entropy, the annealing gate, the
+multiplication counter, the stage-1 -> stage-2 hand-off, the paper module's runs, and a smoke run of the
+fitnets targets (RMSProp and per-parameter learning-rate scales: test_optim.py)."""
 
 import math
 
@@ -9,11 +9,10 @@ import torch
 import yaml
 
 from conftest import REPO, needs_fashion_mnist
+from kdrepro.assemble import assemble
 from kdrepro.config import validate
 from kdrepro.engine import train_run
-from kdrepro.engine.optim import SGD, RMSProp
 from kdrepro.engine.train import build_models, edge_losses, make_optimizer
-from kdrepro.assemble import assemble
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
 from kdrepro.models import FeatureTap, create_model
@@ -141,55 +140,6 @@ def test_gate_options_are_checked_and_left_out_of_old_hashes():
     assert "gate_options" not in plain["edges"][0] and "init_layers" not in plain["nodes"][1] and "kind" not in plain["optimizer"]
     decayed = spec(gate="linear_decay", gate_options={"start": 4.0})
     assert RunSpec.from_dict(decayed.to_dict()) == decayed
-
-
-@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
-def test_rmsprop_matches_torch(weight_decay):
-    torch.manual_seed(0)
-    ours = [torch.randn(5, 3, requires_grad=True), torch.randn(3, requires_grad=True)]
-    theirs = [p.detach().clone().requires_grad_() for p in ours]
-    mine = RMSProp(ours, lr=0.01, alpha=0.9, eps=1e-5, weight_decay=weight_decay)
-    ref = torch.optim.RMSprop(theirs, lr=0.01, alpha=0.9, eps=1e-5, weight_decay=weight_decay)
-    x = torch.randn(7, 5)
-    for _ in range(5):
-        for params, opt in ((ours, mine), (theirs, ref)):
-            opt.zero_grad()
-            ((x @ params[0] + params[1]).tanh().sum()).backward()
-            opt.step()
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs))
-
-
-@pytest.mark.parametrize("kind", ["sgd", "rmsprop"])
-def test_lr_scales_match_torch_param_groups(kind):
-    torch.manual_seed(1)
-    ours = [torch.randn(4, 3, requires_grad=True), torch.randn(3, requires_grad=True), torch.randn(3, requires_grad=True)]
-    theirs = [p.detach().clone().requires_grad_() for p in ours]
-    scales = [0.05, 1.0, 0.05]
-    if kind == "sgd":
-        mine = SGD(ours, lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4, lr_scales=scales)
-        ref = torch.optim.SGD([{"params": [theirs[0], theirs[2]], "lr": 0.005}, {"params": [theirs[1]]}], lr=0.1, momentum=0.9,
-                              weight_decay=1e-4)
-    else:
-        mine = RMSProp(ours, lr=0.01, alpha=0.9, eps=1e-5, weight_decay=0.0, lr_scales=scales)
-        ref = torch.optim.RMSprop([{"params": [theirs[0], theirs[2]], "lr": 0.0005}, {"params": [theirs[1]]}], lr=0.01,
-                                  alpha=0.9, eps=1e-5)
-    x = torch.randn(6, 4)
-    for _ in range(4):
-        for params, opt in ((ours, mine), (theirs, ref)):
-            opt.zero_grad()
-            ((x @ params[0] + params[1] * params[2]).sin().sum()).backward()
-            opt.step()
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs))
-
-
-def test_parameters_without_gradients_are_left_alone():
-    a, b = torch.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
-    opt = RMSProp([a, b], lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0)
-    for _ in range(2):
-        opt.zero_grad()
-        (a * 3).sum().backward()
-        opt.step()
-    assert torch.equal(b, torch.ones(2)) and not torch.equal(a, torch.ones(2))
 
 
 def test_templates_and_guided_layers():

@@ -1,5 +1,6 @@
-"""The KTG graph search: two worker processes share one study and the pruner stops trials; a worker
-killed mid-trial resumes without losing finished trials; a smoke run of the ktg targets."""
+"""The graph search (kdrepro.search, on KTG's study): two worker processes share one study and the pruner
+stops trials; a worker killed mid-trial resumes without losing finished trials; a journal of another
+configuration is set aside. KTG's targets of the smoke run: test_ktg.py."""
 
 import dataclasses
 import json
@@ -34,7 +35,6 @@ def make_search(root: Path, overrides: dict | None = None):
     from kdrepro.config import merge
     from kdrepro.assemble import build_registry
 
-    os.chdir(REPO)
     registry = build_registry(settings.load(["config/config.yaml", "config/smoke.yaml"], merge(OVERRIDES, overrides or {})))
     search = next(iter(registry.searches.values()))
     return registry, dataclasses.replace(search.study, directory=root / "search" / search.study.name), search.pretrained
@@ -169,49 +169,3 @@ def test_a_journal_of_another_configuration_is_set_aside(pretrained, tmp_path):
     study = open_study(other)
     assert "marker" not in study.user_attrs and study.user_attrs["trials"] == 7
     assert list(other.directory.glob("journal-*.stale.log"))
-
-
-def test_smoke_run_builds_the_ktg_targets(smoke_dag):
-    from conftest import STALE_GRAPH, snakemake
-    from kdrepro.search import Graph
-
-    wd = smoke_dag
-    tables = wd / "results/smoke/tables"
-    table1 = pd.read_csv(tables / "ktg_table1.csv")
-    ours = table1[table1.dataset == "fashion_mnist"]
-    assert list(ours.model) == ["1 node", "2 nodes, Fixed (Through Gate)", "2 nodes, Optimized"]
-    assert ours.ours_mean.between(0, 100).all()
-    assert table1[table1.dataset == "cifar100"].paper.notna().all()
-    table2 = pd.read_csv(tables / "ktg_table2.csv")
-    assert table2[table2.dataset == "fashion_mnist"].ours_mean.between(0, 100).all()
-    best = json.loads((wd / "results/smoke/search/ktg_fashion_mnist_n2/best.json").read_text())
-    assert best["trials"].get("complete", 0) + best["trials"].get("pruned", 0) == 4
-    # the best.json found at parse time (planted by smoke_dag, a graph the search cannot choose) gave way to
-    # the search's own: the tables read the chosen graph's runs and nothing of the stale graph was trained
-    chosen, stale = Graph.from_dict(best["graph"]), Graph.from_dict(STALE_GRAPH)
-    assert chosen != stale
-    optimised = ours[ours.model == "2 nodes, Optimized"].runs.iloc[0]
-    assert f"/optimised/n2/{chosen.identity}/s0" in optimised
-    assert not list((wd / "results/smoke/runs").glob(f"ktg/*/optimised/n2/{stale.identity}"))
-    assert not list((wd / "results/smoke/runs").glob("ktg/*/dml/*plane2*"))
-    for fig in ("ktg_fig_graphs", "ktg_fig_search"):
-        assert (wd / f"figures/smoke/{fig}.png").stat().st_size > 10_000
-    # a second invocation finds the best graph at parse time and has nothing to do
-    assert "Nothing to be done" in snakemake(wd, "ktg", "--configfile", "config/smoke.yaml", "-n").stdout
-
-
-def test_search_mode_sets_the_workers_and_the_captions_say_which_ran():
-    from kdrepro import config as settings
-    from kdrepro.assemble import assemble
-    from kdrepro.graph import SpecError
-
-    def registry(mode: str, workers: int):
-        return assemble(settings.load(["config/config.yaml"], {"ktg": {"search_mode": mode, "workers": workers}}))
-
-    (sequential, sequential_papers), (asynchronous, asynchronous_papers) = registry("sequential", 1), registry("asynchronous", 3)
-    assert {s.study.workers for s in sequential.searches.values()} == {1}
-    assert {s.study.workers for s in asynchronous.searches.values()} == {3}
-    captions = [papers["ktg"].note() for papers in (sequential_papers, asynchronous_papers)]
-    assert "sequential ASHA (one worker" in captions[0] and "asynchronous ASHA on D = 3 workers" in captions[1]
-    with pytest.raises(SpecError, match="ktg.workers: a sequential search runs on one worker, got 2"):
-        registry("sequential", 2)

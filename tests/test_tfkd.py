@@ -3,16 +3,17 @@ warm-up, the rotation, the De-KD snapshots and the run templates of the paper mo
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 import yaml
 
 from conftest import REPO, needs_fashion_mnist
+from kdrepro.assemble import assemble
 from kdrepro.config import validate
 from kdrepro.data.device import random_rotation
 from kdrepro.engine import train_run
 from kdrepro.engine.optim import learning_rate
-from kdrepro.assemble import assemble
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import LOSSES
 from kdrepro.models import create_model, model_info
@@ -117,18 +118,18 @@ def test_templates_parse_and_bad_ones_are_refused():
             Cell.parse(bad)
 
 
-def assembled(setting: str, **overrides):
-    config = yaml.safe_load((REPO / f"config/{setting}.yaml").read_text())
+def assembled(name: str, **overrides):
+    """A shipped setting with whole blocks replaced (not merged) by `overrides`."""
+    config = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
     config.update(overrides)
     return assemble(validate(config))
 
 
-def registry_for(setting: str, **overrides):
-    return assembled(setting, **overrides)[0]
+def registry_for(name: str, **overrides):
+    return assembled(name, **overrides)[0]
 
 
-def test_substitutions_share_runs_and_de_kd_reads_snapshots(monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_substitutions_share_runs_and_de_kd_reads_snapshots():
     registry, papers = assembled("config")
     runs = registry.runs
     # ResNet50 is trained as ResNet18 in the default setting: its rows read the ResNet18 runs
@@ -141,8 +142,7 @@ def test_substitutions_share_runs_and_de_kd_reads_snapshots(monkeypatch):
     assert "resnet50 → resnet18" in note and "mobilenet {'width': 0.125}" in note
 
 
-def test_protocols_set_the_kd_reduction_and_the_multipliers(monkeypatch):
-    monkeypatch.chdir(REPO)
+def test_protocols_set_the_kd_reduction_and_the_multipliers():
     paper = registry_for("config").runs
     official = registry_for("config", protocol="official").runs
     edge = lambda runs, name, loss: next(e for e in runs[name].edges if e.loss == loss)  # noqa: E731
@@ -176,8 +176,25 @@ def test_epoch_zero_snapshot_is_the_initialisation_and_teaches_a_de_kd_run(tmp_p
 
 @pytest.mark.parametrize("substitute,message", [({"resnet50": "resnet19"}, "unknown model 'resnet19'"),
                                                 ({"resnet50": "resnet18", "resnet18": "mobilenetv2"}, "itself replaced")])
-def test_bad_substitutions_are_refused_naming_the_key(monkeypatch, substitute, message):
-    monkeypatch.chdir(REPO)
+def test_bad_substitutions_are_refused_naming_the_key(substitute, message):
     tfkd = yaml.safe_load((REPO / "config/config.yaml").read_text())["tfkd"]
     with pytest.raises(SpecError, match=f"tfkd.substitute.*{message}"):
         registry_for("config", tfkd={**tfkd, "substitute": substitute})
+
+
+@pytest.mark.workflow
+def test_smoke_run_of_the_tfkd_targets(smoke_dag):
+    """Every table with the paper's CIFAR-100 values beside ours, both figures, the claims."""
+    wd = smoke_dag
+    tables = wd / "results/smoke/tables"
+    rekd = pd.read_csv(tables / "tfkd_table_rekd.csv")
+    assert rekd[rekd.dataset == "fashion_mnist"].ours_mean.between(0, 100).all()
+    assert rekd[rekd.dataset == "cifar100"].paper.notna().all()
+    dekd = pd.read_csv(tables / "tfkd_table_dekd.csv")
+    teachers = dekd[(dekd.dataset == "fashion_mnist") & (dekd.column == "Pt-Teacher")]
+    assert teachers.ours_mean.between(0, 100).all()  # the poorly trained teachers' measured accuracy
+    assert "resnet50 → resnet18" in (tables / "tfkd_table_self.md").read_text()  # substitutions in the captions
+    for fig in ("tfkd_fig_dekd", "tfkd_fig_curves"):
+        assert (wd / f"figures/smoke/{fig}.png").stat().st_size > 10_000
+    claims = (wd / "results/smoke/claims.md").read_text()
+    assert "Re-KD improves the teacher" in claims and "Tf-KD_reg beats LSR" in claims

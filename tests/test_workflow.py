@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
 from conftest import REPO, copy_workflow, snakemake
@@ -53,35 +52,9 @@ def test_bad_config_is_rejected_before_any_job(workdir, override, key):
     assert "train" not in proc.stdout
 
 
-def test_smoke_run_builds_every_table_figure_and_the_report(smoke_dag):
+def test_smoke_run_builds_the_report_and_leaves_nothing_to_do(smoke_dag):
+    # each paper's test checks its own tables, figures and claims of this run (test_takd.py, test_tfkd.py, ...)
     wd = smoke_dag
-    tables = wd / "results/smoke/tables"
-    table2 = pd.read_csv(tables / "takd_table2.csv")
-    ours = table2[table2.dataset == "fashion_mnist"]
-    assert len(ours) == 3 and ours.ours_mean.between(0, 100).all() and (ours.n_seeds == 1).all()
-    # the paper's CIFAR rows are shown beside ours, marked as not run in this setting
-    cifar = table2[table2.dataset == "cifar10"]
-    assert cifar.paper.tolist() == [72.75, 73.15, 73.51] and cifar.ours.str.startswith("not run").all()
-    table1 = (tables / "takd_table1.md").read_text()
-    assert "imagenet" in table1 and "best test accuracy" in table1
-    for fig in ("takd_fig2", "takd_fig3", "takd_paths"):
-        assert (wd / f"figures/smoke/{fig}.png").stat().st_size > 10_000
-        assert (wd / f"figures/smoke/{fig}.pdf").exists()
-    paths = pd.read_csv(tables / "takd_paths.csv")
-    assert len(paths) == 8  # every path 10 -> subsets of {8, 6, 4} -> 2
-    claims = (wd / "results/smoke/claims.md").read_text()
-    assert "TAKD beats BLKD" in claims and "longer distillation paths" in claims
-    # Tf-KD: every table with the paper's CIFAR-100 values beside ours, both figures, its claims
-    rekd = pd.read_csv(tables / "tfkd_table_rekd.csv")
-    assert rekd[rekd.dataset == "fashion_mnist"].ours_mean.between(0, 100).all()
-    assert rekd[rekd.dataset == "cifar100"].paper.notna().all()
-    dekd = pd.read_csv(tables / "tfkd_table_dekd.csv")
-    teachers = dekd[(dekd.dataset == "fashion_mnist") & (dekd.column == "Pt-Teacher")]
-    assert teachers.ours_mean.between(0, 100).all()  # the poorly trained teachers' measured accuracy
-    assert "resnet50 → resnet18" in (tables / "tfkd_table_self.md").read_text()  # substitutions in the captions
-    for fig in ("tfkd_fig_dekd", "tfkd_fig_curves"):
-        assert (wd / f"figures/smoke/{fig}.png").stat().st_size > 10_000
-    assert "Re-KD improves the teacher" in claims and "Tf-KD_reg beats LSR" in claims
     snakemake(wd, "--configfile", "config/smoke.yaml", "--report", "report.html")
     assert (wd / "report.html").stat().st_size > 100_000
     # a second invocation has nothing to do: outputs are complete and not retrained

@@ -1,0 +1,64 @@
+"""The assembly of a setting's registry from the papers: the same from any working directory, lookups that
+register nothing, searches registered generically with the runs their results add, claims that declare
+what they read."""
+
+import json
+
+from conftest import setting
+from kdrepro.assemble import PAPERS, assemble, build_registry
+from kdrepro.search import Graph
+
+
+def test_the_registry_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    here = build_registry(setting("smoke"))
+    monkeypatch.chdir(tmp_path)
+    there = build_registry(setting("smoke"))
+    assert list(there.runs.items()) == list(here.runs.items()) and list(there.targets) == list(here.targets)
+
+
+def test_every_paper_builds_its_targets_and_the_claims_come_last():
+    registry, papers = assemble(setting("smoke"))
+    assert list(papers) == [paper.name for paper in PAPERS] == ["takd", "tfkd", "cckd", "ktg", "fitnets"]
+    assert list(registry.papers()) == [*papers, "all"] and list(registry.targets)[-1] == "claims"
+
+
+def test_looking_runs_up_registers_nothing_and_only_building_does(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs here: every claim is judged on missing runs
+    registry, papers = assemble(setting("smoke"))
+    takd, before = papers["takd"], dict(registry.runs)
+    assert takd.runs("plane8-plane6", "fashion_mnist") == ["takd/fashion_mnist/plane8-plane6/s0"]
+    assert takd.lookup("plane8-plane6", "fashion_mnist").specs.keys() == {"takd/fashion_mnist/plane8/s0", "takd/fashion_mnist/plane8-plane6/s0"}
+    registry.targets["claims"].render()
+    assert registry.runs == before
+    takd.register("plane8-plane6", "fashion_mnist")
+    assert set(registry.runs) - set(before) == {"takd/fashion_mnist/plane8-plane6/s0"}  # plane8 was registered already
+
+
+def test_the_claims_declare_table_5_which_they_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    registry = build_registry(setting("smoke"))
+    claims = registry.targets["claims"]
+    assert claims.inputs == ["results/smoke/tables/fitnets_table5.csv"]
+    assert set(claims.inputs) <= set(registry.targets["fitnets_table5"].outputs)
+    claims.render()
+    assert "| inconclusive: render fitnets_table5 first |" in (tmp_path / "results/smoke/claims.md").read_text()
+
+
+def test_a_search_adds_the_runs_of_its_result_once_it_has_finished(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    registry = build_registry(setting("smoke"))
+    search = registry.searches["ktg_fashion_mnist_n2"]
+    assert set(search.pretrained) <= set(registry.runs) and {"ktg_table1", "ktg_fig_graphs", "claims"} <= set(search.readers)
+    assert search.result_runs().refs == [] and not registry.searched
+    # the search finishes after the registry was built (the workflow's checkpoint): its runs are found, not registered
+    graph = Graph(("resnet32", "wrn28_2"), {"0->1": "through", "2->1": "linear", "0->2": "cutoff", "1->2": "cutoff"})
+    best = tmp_path / "results/smoke/search/ktg_fashion_mnist_n2/best.json"
+    best.parent.mkdir(parents=True)
+    best.write_text(json.dumps({"graph": graph.to_dict(), "best_trial": 3, "best_value": 50.0}))
+    optimised, fixed = f"ktg/fashion_mnist/optimised/n2/{graph.identity}/s0", "ktg/fashion_mnist/dml/resnet8-wrn16_2/s0"
+    assert search.result_runs().refs == [optimised, fixed]
+    assert registry.spec(optimised).node("node2").frozen_from == "ktg/fashion_mnist/single/wrn16_2/s0"
+    assert optimised not in registry.runs
+    # a registry built now finds the result when it is built, and marks its runs as the search's
+    rebuilt = build_registry(setting("smoke"))
+    assert rebuilt.searched == {optimised, fixed} and rebuilt.runs[optimised] == registry.spec(optimised)
