@@ -6,11 +6,9 @@ import math
 
 import pytest
 import torch
-import yaml
 
-from conftest import REPO, needs_fashion_mnist
-from kdrepro.assemble import assemble
-from kdrepro.config import validate
+from conftest import needs_fashion_mnist, setting
+from kdrepro.assemble import assemble, build_registry
 from kdrepro.engine import train_run
 from kdrepro.engine.train import build_models, edge_losses, make_optimizer
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
@@ -152,18 +150,8 @@ def test_templates_and_guided_layers():
     assert guided_layers("fitnet_mnist")[-1] == "features.h3" and HINT_LAYERS["maxout_teacher_cifar"] == "features.h1"
 
 
-def assembled(setting: str, **overrides):
-    config = yaml.safe_load((REPO / f"config/{setting}.yaml").read_text())
-    config.update(overrides)
-    return assemble(validate(config))
-
-
-def registry_for(setting: str, **overrides):
-    return assembled(setting, **overrides)[0]
-
-
 def test_paper_module_builds_the_two_stages_and_the_baselines():
-    registry, papers = assembled("config")
+    registry, papers = assemble(setting("config"))
     runs = registry.runs
     hint = runs["fitnets/fashion_mnist/hint/maxout_teacher_cifar-fitnet4/s0"]
     fitnet = runs["fitnets/fashion_mnist/fitnet/maxout_teacher_cifar-fitnet4/s0"]
@@ -178,7 +166,7 @@ def test_paper_module_builds_the_two_stages_and_the_baselines():
     # the baselines of the same student: standard backprop and KD, same recipe
     assert "fitnets/fashion_mnist/scratch/fitnet4/s0" in runs and "fitnets/fashion_mnist/kd/maxout_teacher_cifar-fitnet4/s0" in runs
     # the official choices behind named options
-    tau2 = registry_for("config", fitnets={**registry.config["fitnets"], "tau_squared": True, "lr_scale": 0.05}).runs
+    tau2 = build_registry(setting("config", fitnets={"tau_squared": True, "lr_scale": 0.05})).runs
     fit2 = tau2["fitnets/fashion_mnist/fitnet/maxout_teacher_cifar-fitnet4/s0"]
     assert any(e.loss == "kd" for e in fit2.edges) and fit2.node("student").init_lr_scale == 0.05
     # MNIST and CIFAR-100 are not in the default setting: their tables show the paper's values beside "not run"

@@ -6,11 +6,9 @@ import math
 import pandas as pd
 import pytest
 import torch
-import yaml
 
-from conftest import REPO, needs_fashion_mnist
-from kdrepro.assemble import assemble
-from kdrepro.config import validate
+from conftest import needs_fashion_mnist, setting
+from kdrepro.assemble import assemble, build_registry
 from kdrepro.data.device import random_rotation
 from kdrepro.engine import train_run
 from kdrepro.engine.optim import learning_rate
@@ -118,19 +116,8 @@ def test_templates_parse_and_bad_ones_are_refused():
             Cell.parse(bad)
 
 
-def assembled(name: str, **overrides):
-    """A shipped setting with whole blocks replaced (not merged) by `overrides`."""
-    config = yaml.safe_load((REPO / f"config/{name}.yaml").read_text())
-    config.update(overrides)
-    return assemble(validate(config))
-
-
-def registry_for(name: str, **overrides):
-    return assembled(name, **overrides)[0]
-
-
 def test_substitutions_share_runs_and_de_kd_reads_snapshots():
-    registry, papers = assembled("config")
+    registry, papers = assemble(setting("config"))
     runs = registry.runs
     # ResNet50 is trained as ResNet18 in the default setting: its rows read the ResNet18 runs
     assert "tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0" in runs and not any("resnet50" in r for r in runs)
@@ -143,8 +130,8 @@ def test_substitutions_share_runs_and_de_kd_reads_snapshots():
 
 
 def test_protocols_set_the_kd_reduction_and_the_multipliers():
-    paper = registry_for("config").runs
-    official = registry_for("config", protocol="official").runs
+    paper = build_registry(setting("config")).runs
+    official = build_registry(setting("config", protocol="official")).runs
     edge = lambda runs, name, loss: next(e for e in runs[name].edges if e.loss == loss)  # noqa: E731
     self_run = "tfkd/fashion_mnist/self/resnet18/s0"
     assert edge(paper, self_run, "kd").options["class_reduction"] == "sum" and edge(paper, self_run, "kd").weight == 0.95
@@ -154,7 +141,7 @@ def test_protocols_set_the_kd_reduction_and_the_multipliers():
     assert reg.options == {"correct_prob": 0.99, "temperature": 20, "form": "official", "multiplier": 100} and reg.weight == 0.1
     assert edge(paper, "tfkd/fashion_mnist/reg/resnet18/s0", "tfkd_reg").options["form"] == "paper"
     # the learning rate follows the batch size as in the official code
-    assert registry_for("config", tfkd={**yaml.safe_load((REPO / "config/config.yaml").read_text())["tfkd"], "batch_size": 64}) \
+    assert build_registry(setting("config", tfkd={"batch_size": 64})) \
         .runs[self_run].optimizer.lr == pytest.approx(0.05)
 
 
@@ -177,9 +164,8 @@ def test_epoch_zero_snapshot_is_the_initialisation_and_teaches_a_de_kd_run(tmp_p
 @pytest.mark.parametrize("substitute,message", [({"resnet50": "resnet19"}, "unknown model 'resnet19'"),
                                                 ({"resnet50": "resnet18", "resnet18": "mobilenetv2"}, "itself replaced")])
 def test_bad_substitutions_are_refused_naming_the_key(substitute, message):
-    tfkd = yaml.safe_load((REPO / "config/config.yaml").read_text())["tfkd"]
     with pytest.raises(SpecError, match=f"tfkd.substitute.*{message}"):
-        registry_for("config", tfkd={**tfkd, "substitute": substitute})
+        build_registry(setting("config", tfkd={"substitute": substitute}))
 
 
 @pytest.mark.workflow
