@@ -17,7 +17,7 @@ from kdrepro.models import FeatureTap, create_model
 from kdrepro.models.layers import MaxoutConv2d, MaxoutLinear
 from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutNet, budget_error, count_layers, count_multiplications,
                                    count_weights, hint_layers)
-from kdrepro.papers.fitnets import guided_layers, parse
+from kdrepro.papers.fitnets_runs import guided_layers, parse
 
 
 def test_maxout_conv_is_the_max_over_each_units_pieces_by_hand():

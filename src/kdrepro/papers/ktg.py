@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.patches import FancyArrowPatch
 
-from kdrepro.experiments import Registry, Runs, Search, Target
+from kdrepro.experiments import Registry, Search, Target
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.papers.base import Paper
