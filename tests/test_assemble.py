@@ -6,6 +6,10 @@ import json
 
 from conftest import setting
 from kdrepro.assemble import PAPERS, assemble, build_registry
+from kdrepro.experiments import Registry
+from kdrepro.graph import LABELS, Edge, Node, RunSpec
+from kdrepro.papers.base import Paper
+from kdrepro.report.claims import claims_target, compare
 from kdrepro.search import Graph
 
 
@@ -62,3 +66,45 @@ def test_a_search_adds_the_runs_of_its_result_once_it_has_finished(tmp_path, mon
     # a registry built now finds the result when it is built, and marks its runs as the search's
     rebuilt = build_registry(setting("smoke"))
     assert rebuilt.searched == {optimised, fixed} and rebuilt.runs[optimised] == registry.spec(optimised)
+
+
+class Toy(Paper):
+    """The least a new paper writes (the README's example): its run-template grammar and its claims."""
+
+    name = "toy"
+
+    def seed_run(self, template: str, dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]]:
+        method, _, pair = template.partition(":")  # "scratch:A" or "kd:T>S"
+        *teacher, student = pair.split(">")
+        name = f"toy/{dataset}/{method}/{pair.replace('>', '-')}/s{seed}"
+        nodes, edges, specs = [Node("student", student, self.options(student))], [Edge(LABELS, "student", "ce")], {}
+        if method == "kd":
+            teacher_run, specs = self.seed_run(f"scratch:{teacher[0]}", dataset, seed)
+            nodes.insert(0, Node("teacher", teacher[0], self.options(teacher[0]), frozen_from=teacher_run))
+            edges.append(Edge("teacher", "student", "kd", options={"temperature": self.hyper("temperature")}))
+        spec = RunSpec(name, self.data(dataset), tuple(nodes), tuple(edges), epochs=self.settings["epochs"], seed=seed)
+        return name, specs | {name: spec}
+
+    def claims(self):
+        return [compare(f"KD beats training from scratch ({dataset})", self.stat("kd:plane4>plane2", dataset),
+                        self.stat("scratch:plane2", dataset)) for dataset in self.config["datasets"]]
+
+
+def test_a_new_paper_is_a_template_grammar_and_claims_over_an_experiment_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    experiment = {"paper": "Toy et al.", "report": "final_test", "temperature": 4, "tables": {"toy_table": {
+        "title": "Scratch and KD", "columns": ["Scratch", "KD"],
+        "rows": [{"model": "plane2", "cells": {"Scratch": "scratch:plane2", "KD": "kd:plane4>plane2"}}]}}}
+    registry = Registry(setting("smoke") | {"toy": {"epochs": 1, "model_options": {"plane": {"width": 0.5}}}})
+    registry.experiments["toy"] = experiment
+    toy = Toy(registry, experiment, {})
+    toy.build()
+    assert list(registry.runs) == ["toy/fashion_mnist/scratch/plane2/s0", "toy/fashion_mnist/scratch/plane4/s0",
+                                   "toy/fashion_mnist/kd/plane4-plane2/s0"]
+    kd = registry.runs["toy/fashion_mnist/kd/plane4-plane2/s0"]
+    assert kd.dependencies == ["toy/fashion_mnist/scratch/plane4/s0"] and kd.edges[1].options == {"temperature": 4}
+    assert kd.node("student").options == {"width": 0.5} and kd.data.train_subset == 512  # the setting's data block
+    registry.targets["toy_table"].render()
+    claims = claims_target(registry, {"toy": toy})
+    claims.render()
+    assert "| KD beats training from scratch (fashion_mnist) | inconclusive: missing runs |" in open(claims.outputs[0]).read()

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from conftest import needs_fashion_mnist, setting
 from kdrepro.assemble import build_registry
 from kdrepro.data import DatasetInfo, DeviceData, Split
+from kdrepro.engine import edges
 from kdrepro.engine import train as engine
 from kdrepro.engine import train_run
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec, SpecError
@@ -129,7 +130,7 @@ def toy_models(data, graph):
     for i, node in enumerate(graph.nodes):
         torch.manual_seed(i)
         models[node.name] = engine.prepare_model(create_model(node.arch, 4, 1, data.image_size, **node.options), node, "cpu")
-    models.update(engine.build_edge_modules(graph, models, data, "cpu"))
+    models.update(edges.build_edge_modules(graph, models, data, "cpu"))
     return models
 
 
@@ -139,7 +140,7 @@ def test_embedding_edges_train_only_the_target_and_their_modules():
     assert sorted(k for k in models if k.startswith("edge")) == ["edge3:hint:teacher->student", "edge4:cc_repdistiller:teacher->student"]
     assert models["edge4:cc_repdistiller:teacher->student"].source.out_features == 8
     images, labels, _ = next(data.train_batches(16, torch.Generator().manual_seed(0)))
-    losses = engine.edge_losses(graph, models, images, labels, 0.0)
+    losses = edges.edge_losses(graph, models, images, labels, 0.0)
     assert len(losses) == 5 and all(torch.isfinite(x) for x in losses)
     sum(losses[2:]).backward()  # the embedding edges only
     assert all(p.grad is None for p in models["teacher"].parameters())
@@ -162,8 +163,8 @@ def test_cached_frozen_outputs_give_the_same_losses():
         m.eval()  # BN in inference mode: both paths see the same student
     known = {"teacher": {k: v[index] for k, v in cached["teacher"].items()}}
     with torch.no_grad():
-        a = engine.edge_losses(graph, models, images, labels, 0.0, known)
-        b = engine.edge_losses(graph, models, images, labels, 0.0)
+        a = edges.edge_losses(graph, models, images, labels, 0.0, known)
+        b = edges.edge_losses(graph, models, images, labels, 0.0)
     assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(a, b))
 
 

@@ -10,7 +10,8 @@ import torch
 from conftest import needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
 from kdrepro.engine import train_run
-from kdrepro.engine.train import build_models, edge_losses, make_optimizer
+from kdrepro.engine.edges import edge_losses
+from kdrepro.engine.train import build_models, make_optimizer
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
 from kdrepro.models import FeatureTap, create_model

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from kdrepro.engine.train import edge_losses
+from kdrepro.engine.edges import edge_losses
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec, Schedule, SpecError, check_graph
 
 

@@ -14,7 +14,8 @@ from conftest import STALE_GRAPH, setting, snakemake
 from kdrepro.assemble import assemble
 from kdrepro.data.device import DeviceData
 from kdrepro.data.sources import DatasetInfo, Split
-from kdrepro.engine.train import build_models, edge_losses
+from kdrepro.engine.edges import edge_losses
+from kdrepro.engine.train import build_models
 from kdrepro.graph import LABELS, SpecError
 from kdrepro.losses import GATES, LOSSES
 from kdrepro.models import create_model, model_info

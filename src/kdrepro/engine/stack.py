@@ -17,12 +17,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from kdrepro.engine.edges import edge_losses
 from kdrepro.engine.optim import learning_rate
 from kdrepro.engine.train import (
     Progress,
     TrainingError,
     build_models,
-    edge_losses,
     epoch_row,
     finished_metrics,
     fresh_state,
