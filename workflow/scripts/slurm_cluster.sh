@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster (munged, slurmctld, slurmd; no accounting) on this machine,
-# without systemd, for the SLURM test and for trying the README's cluster section.
+# without systemd, for the SLURM test and for trying docs/cluster.md.
 #
 #   bash workflow/scripts/slurm_cluster.sh up      install (apt) if needed, start, wait until the node is idle
 #   bash workflow/scripts/slurm_cluster.sh down    stop the daemons that `up` started, by their process ids
