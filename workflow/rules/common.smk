@@ -12,9 +12,12 @@ from kdrepro.experiments import build_registry
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting
 RESULTS = str(REGISTRY.results_dir)
-# How runs compute, not what they are (outside the config hash): bf16 autocast and torch.compile
-SPEED_FLAGS = f"--precision {config['precision']}" + (
-    f" --compile {config['compile']}" if config["compile"] else ""
+# How runs compute, not what they are (outside the config hash): bf16 autocast, torch.compile, and
+# the CPU instruction set the kernels are pinned to (kdrepro.kernels)
+SPEED_FLAGS = (
+    f"--precision {config['precision']}"
+    + (f" --compile {config['compile']}" if config["compile"] else "")
+    + (f" --cpu-isa {config['cpu_isa']}" if config["cpu_isa"] else "")
 )
 
 
