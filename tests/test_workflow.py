@@ -53,6 +53,7 @@ def test_bad_config_is_rejected_before_any_job(workdir, override, key):
     assert "train" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_smoke_run_builds_every_table_figure_and_the_report(smoke_dag):
     wd = smoke_dag
     tables = wd / "results/smoke/tables"
