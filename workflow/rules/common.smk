@@ -73,5 +73,12 @@ def train_group(wildcards):
     return TRAIN_PLAN[wildcards.run]["group"]
 
 
+def static_runs(target):
+    """The runs a target's rule lists when it is defined: all but those built from a search's
+    best.json, which come from the search's checkpoint (deferred_metrics in search_common.smk).
+    """
+    return [run for run in target.runs if run not in REGISTRY.searched]
+
+
 def all_outputs():
     return [path for target in REGISTRY.targets.values() for path in target.outputs]
