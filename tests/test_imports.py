@@ -10,7 +10,7 @@ PACKAGE = REPO / "src" / "kdrepro"
 
 # lowest first; a module may import its own layer's modules and the layers below
 LAYERS = [
-    ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.config"),
+    ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.config", "kdrepro.kernels"),
     ("kdrepro.models", "kdrepro.data"),
     ("kdrepro.losses",),
     ("kdrepro.graph",),

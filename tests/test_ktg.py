@@ -241,6 +241,7 @@ def test_search_mode_sets_the_workers_and_the_captions_say_which_ran():
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_smoke_run_of_the_ktg_targets(smoke_dag):
     wd = smoke_dag
     tables = wd / "results/smoke/tables"

@@ -66,6 +66,7 @@ def test_unknown_architecture_in_an_experiment_is_named(tmp_path):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_smoke_run_of_the_takd_targets(smoke_dag):
     wd = smoke_dag
     tables = wd / "results/smoke/tables"

@@ -169,6 +169,7 @@ def test_bad_substitutions_are_refused_naming_the_key(substitute, message):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_smoke_run_of_the_tfkd_targets(smoke_dag):
     """Every table with the paper's CIFAR-100 values beside ours, both figures, the claims."""
     wd = smoke_dag

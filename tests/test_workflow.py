@@ -52,6 +52,7 @@ def test_bad_config_is_rejected_before_any_job(workdir, override, key):
     assert "train" not in proc.stdout
 
 
+@pytest.mark.slow
 def test_smoke_run_builds_the_report_and_leaves_nothing_to_do(smoke_dag):
     # each paper's test checks its own tables, figures and claims of this run (test_takd.py, test_tfkd.py, ...)
     wd = smoke_dag

@@ -52,6 +52,9 @@ def deferred_metrics(target_name):
     ]
     if not studies:
         return []
+    # each file once in the rule's inputs, whichever way it came: Snakemake compares the recorded
+    # input list, duplicates included, with the next one's
+    listed = set(static_runs(REGISTRY.targets[target_name]))
 
     def inputs(wildcards):
         paths, pending = [], []
@@ -65,10 +68,10 @@ def deferred_metrics(target_name):
             paths += [
                 run_file(run, "metrics.json")
                 for run in SEARCHES[study].result_runs().refs
+                if run not in listed
             ]
-        if (
-            pending
-        ):  # every unfinished search enters the DAG now, not one after the other
+        # every unfinished search enters the DAG now, not one after the other
+        if pending:
             raise IncompleteCheckpointException(
                 pending[0].rule, [err.targetfile for err in pending]
             )

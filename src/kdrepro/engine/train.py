@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import kdrepro
+from kdrepro import kernels
 from kdrepro.data import DeviceData, load_dataset
 from kdrepro.engine.checkpoint import (
     FORMAT,
@@ -343,6 +344,7 @@ def summarise(spec, state, frozen_acc, models, setting, device) -> dict[str, Any
         "device": device,
         "package_version": kdrepro.__version__,
         "torch_version": torch.__version__,
+        "kernels": kernels.in_use(),
         "config_hash": spec.config_hash,
     }
     val_key = f"val_acc[{spec.eval_node}]"
