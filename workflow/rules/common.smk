@@ -84,9 +84,9 @@ def train_group(wildcards):
 
 
 def static_runs(target):
-    """The runs a target's rule lists when it is defined: all but those built from a search's
-    best.json, which come from the search's checkpoint (deferred_metrics in search_common.smk).
-    """
+    """The runs a target lists as inputs from the start, that is all but those built from a
+    search's best.json, which come from the search's checkpoint (deferred_metrics in
+    search_common.smk)."""
     return [run for run in target.runs if run not in REGISTRY.searched]
 
 
