@@ -50,13 +50,18 @@ def snakemake(cwd, *args, check=True):
     return proc
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """The smoke DAG is minutes of work: only tests marked slow may use it, so that `make test` stays fast.
+    (Checked here, on the collected tests: the session-scoped fixture itself sees the session, not the test.)"""
+    unmarked = [item.nodeid for item in items if "smoke_dag" in item.fixturenames and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError(f"tests that use smoke_dag must be marked slow: {', '.join(unmarked)}")
+
+
 @pytest.fixture(scope="session")
-def smoke_dag(request, tmp_path_factory) -> Path:
+def smoke_dag(tmp_path_factory) -> Path:
     """The whole DAG of the smoke setting (every paper's targets), run once per test session in a copy
-    of the workflow; each paper's smoke test checks its own outputs there. Minutes of work: only tests
-    marked slow may use it, so that `make test` stays fast."""
-    if request.node.get_closest_marker("slow") is None:
-        pytest.fail(f"{request.node.nodeid} uses smoke_dag but is not marked slow")
+    of the workflow; each paper's smoke test checks its own outputs there."""
     if not fashion_mnist_available():
         pytest.skip("Fashion-MNIST not on disk (run `make setup`, which installs it)")
     wd = copy_workflow(tmp_path_factory.mktemp("smoke"))
