@@ -28,9 +28,7 @@ How the search runs:
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -40,8 +38,9 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
+from kdrepro.engine.checkpoint import file_lock
 from kdrepro.graph import RunSpec
 
 GATES = ("through", "cutoff", "correct", "linear")
@@ -193,18 +192,6 @@ def sampled_choice(seed: int, number: int, name: str, choices):
 def pruner():
     """ASHA: rungs at 1, 2, 4, ... epochs, the bottom half stopped (the official code's settings)."""
     return _optuna().pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, min_early_stopping_rate=0)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes on this machine (and NFS with working locks)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def storage(search: SearchDef):

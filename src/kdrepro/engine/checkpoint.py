@@ -2,36 +2,141 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
 import json
 import os
+import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 FORMAT = "kdrepro-checkpoint/1"
+CHECKSUM = "content_sha256"  # the key of a torch file's checksum, over everything else it holds
+VERIFY_HINT = "`kdrepro verify --set-aside` sets every damaged run of the setting aside, and snakemake then retrains it"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match the node that loads it."""
 
 
-def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class DamagedCheckpoint(CheckpointError):
+    """A checkpoint cannot be read back as written: unreadable, truncated, or its checksum fails."""
+
+
+class WriteError(RuntimeError):
+    """An output cannot be written (no space, a read-only folder, a file-size limit); names file and cause."""
+
+
+# why a write failed, in words, for the errors that a user can do something about
+WRITE_CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EFBIG: "the file would exceed the file-size limit (ulimit -f)",
+}
+
+
+def write_error(path: Path, err: OSError) -> WriteError:
+    cause = WRITE_CAUSES.get(err.errno, err.strerror or str(err))
+    return WriteError(f"cannot write {path}: {cause}; fix that and run again (finished outputs are kept, "
+                      "and a run continues from its last finished epoch)")
+
+
+def atomic_write(path: Path, write, keep_previous: Path | None = None) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file.
+    `keep_previous`: the file that `path` held is renamed there once the new one is complete. An
+    OSError (no space, read-only, too large) becomes a WriteError naming `path`; `path` is untouched."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise write_error(path, err) from None
         raise
 
 
-def save_torch(obj: Any, path: Path) -> None:
-    atomic_write(path, lambda handle: torch.save(obj, handle))
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left in `folder`; only safe while no other
+    process writes there (a run holds its lock)."""
+    stale = sorted(folder.glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, waiting: str = "") -> Iterator[None]:
+    """An exclusive lock between processes on this machine (and NFS with working locks), released by
+    the kernel when its holder dies. If another process holds it, print `waiting` (if any) and wait."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as err:
+        raise write_error(path, err) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(f"[kdrepro] {waiting}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def content_checksum(obj: Any) -> str:
+    """sha256 over every value of a checkpoint-like object: tensors by dtype, shape and bytes; containers
+    and plain values by type and repr. Independent of how torch lays the file out."""
+    digest = hashlib.sha256()
+    feed_checksum(digest, obj)
+    return digest.hexdigest()
+
+
+def feed_checksum(digest, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu().contiguous()
+        digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        digest.update(f"dict {len(obj)}\n".encode())
+        for key, value in obj.items():
+            feed_checksum(digest, key)
+            feed_checksum(digest, value)
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"{type(obj).__name__} {len(obj)}\n".encode())
+        for value in obj:
+            feed_checksum(digest, value)
+    elif obj is None or isinstance(obj, (bool, int, float, str)):
+        digest.update(f"{type(obj).__name__} {obj!r}\n".encode())
+    else:
+        raise TypeError(f"a checkpoint cannot hold a {type(obj).__name__} (no content checksum for it)")
+
+
+def save_torch(obj: dict[str, Any], path: Path, keep_previous: Path | None = None) -> None:
+    """torch.save with the content checksum added, serialised in memory first so that a failing write
+    is an OSError of the file (torch's own writer reports it as "unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save({**obj, CHECKSUM: content_checksum(obj)}, buffer)
+    atomic_write(path, lambda handle: handle.write(buffer.getbuffer()), keep_previous)
 
 
 def save_json(obj: Any, path: Path) -> None:
@@ -42,21 +147,38 @@ def save_text(text: str, path: Path) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def set_aside(path: Path) -> Path:
+    """Rename a damaged file out of the way, keeping it for inspection: name.damaged-<time>."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.rename(aside)
+    return aside
+
+
+def load_checkpoint(path: Path, run: str | None = None) -> dict[str, Any]:
+    """A kdrepro torch file, after its content checksum is verified. `run`: the run that wrote it, named
+    in a DamagedCheckpoint's message as the one to retrain."""
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist (train its run first)")
+    retrain = f"; retrain run {run}: {VERIFY_HINT}" if run else ""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises several types for a truncated or foreign file
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a kdrepro checkpoint: {err}") from None
+        raise DamagedCheckpoint(f"checkpoint {path} is corrupt or not a kdrepro checkpoint ({err}){retrain}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {path} is not a {FORMAT} file")
+        raise DamagedCheckpoint(f"checkpoint {path} is not a {FORMAT} file{retrain}")
+    if CHECKSUM not in ckpt:
+        raise DamagedCheckpoint(f"checkpoint {path} has no content checksum (written before kdrepro kept one), "
+                                f"so it cannot be verified{retrain}")
+    if ckpt.pop(CHECKSUM) != content_checksum(ckpt):
+        raise DamagedCheckpoint(f"checkpoint {path} fails its content checksum: it changed after it was written "
+                                f"(disk or copy damage){retrain}")
     return ckpt
 
 
-def load_node_weights(path: Path, arch: str, options: dict[str, Any], num_classes: int) -> dict[str, torch.Tensor]:
+def load_node_weights(path: Path, arch: str, options: dict[str, Any], num_classes: int,
+                      run: str | None = None) -> dict[str, torch.Tensor]:
     """The weights of the run's evaluated node, after checking that they fit the loading node."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, run)
     saved = ckpt["model"]
     wanted = {"arch": arch, "options": options, "num_classes": num_classes}
     found = {k: saved[k] for k in wanted}
