@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
+from kdrepro.config import conform, read_yaml
 from kdrepro.graph import RunSpec, SpecError, check_graph
 
 EXPERIMENTS_DIR = Path("config/experiments")
+EXPERIMENTS_SCHEMA = Path("workflow/schemas/experiments.schema.yaml")
 PAPER_VALUES_DIR = Path("config/paper_values")
 
 NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}
@@ -193,7 +193,13 @@ class Stat:
 def load_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (run kdrepro from the repository root)")
-    return yaml.safe_load(path.read_text()) or {}
+    return read_yaml(path) or {}
+
+
+def load_experiment(paper: str, experiments_dir: Path = EXPERIMENTS_DIR) -> dict[str, Any]:
+    """A paper's experiment file, checked against its schema (the file and the dotted key are named)."""
+    path = experiments_dir / f"{paper}.yaml"
+    return conform(load_yaml(path), EXPERIMENTS_SCHEMA, where=str(path), definition=paper)
 
 
 def build_registry(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS_DIR) -> Registry:
@@ -202,7 +208,7 @@ def build_registry(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS_D
 
     registry = Registry(config)
     for paper, module in PAPERS.items():
-        registry.experiments[paper] = load_yaml(experiments_dir / f"{paper}.yaml")
+        registry.experiments[paper] = load_experiment(paper, experiments_dir)
         module.build(registry, registry.experiments[paper], load_yaml(PAPER_VALUES_DIR / f"{paper}.yaml"))
     from kdrepro.report.claims import claims_target
 
