@@ -1,7 +1,8 @@
 # The two set-up commands of the README:
 #   make run    the whole DAG on the embedded default setting (Fashion-MNIST, CPU)
 #   make test   the test suite
-# Both create .venv from the pinned requirements and make sure Fashion-MNIST is on disk first.
+# Both create .venv from the pinned requirements and make sure Fashion-MNIST is on disk first; `make run`
+# also removes the locks of a Snakemake that was killed, when no other Snakemake works here.
 VENV ?= .venv
 CORES ?= 2
 # the workflow's jobs call the `kdrepro` command: the venv's bin comes first on their PATH
@@ -9,6 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: run test setup
 run: setup
+	bash workflow/scripts/unlock_stale.sh
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: setup

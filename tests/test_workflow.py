@@ -44,7 +44,8 @@ def test_target_rules_are_listed(workdir):
 
 @pytest.mark.parametrize(
     "override,key",
-    [("takd={'epochs': -1}", "takd.epochs"), ("setting=a/b", "setting"), ("datasets=['imagenet']", "datasets")],
+    [("takd={'epochs': -1}", "takd.epochs"), ("setting=a/b", "setting"), ("datasets=['imagenet']", "datasets"),
+     ("data={'train_subset': 70000}", "data.train_subset")],  # larger than Fashion-MNIST: refused at parse, not in a job
 )
 def test_bad_config_is_rejected_before_any_job(workdir, override, key):
     proc = snakemake(workdir, "-n", "--config", override, check=False)

@@ -272,6 +272,7 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: d
     compile_mode); returns the state name told to the study."""
     optuna = _optuna()
     from kdrepro.engine import TrainingError, train_run
+    from kdrepro.engine.train import discard_resume_state
 
     origin = int(trial.user_attrs.get("origin", trial.number))
     if "origin" not in trial.user_attrs:
@@ -298,12 +299,12 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: d
             report(int(row["epoch"]), row)
         metrics = train_run(spec, run_dir, runs_root, progress=False, on_epoch=report, **train_options)
     except optuna.TrialPruned:
-        (run_dir / "resume.pt").unlink(missing_ok=True)
+        discard_resume_state(run_dir)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
     except TrainingError as err:  # a diverging graph (NaN loss) is a failed trial, not a failed search
         trial.set_user_attr("error", str(err))
-        (run_dir / "resume.pt").unlink(missing_ok=True)
+        discard_resume_state(run_dir)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return "fail"
     except BaseException:

@@ -398,6 +398,10 @@ def write_outputs(spec: RunSpec, run_dir: Path, models: dict[str, nn.Module], st
     # again here: a rerun deletes its outputs first, and one killed after its last epoch resumes with no epoch to train
     save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
     save_json(metrics, run_dir / "metrics.json")
+    discard_resume_state(run_dir)
+
+
+def discard_resume_state(run_dir: Path) -> None:
     for name in (RESUME, PREVIOUS_RESUME):
         (run_dir / name).unlink(missing_ok=True)
 
