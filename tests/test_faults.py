@@ -234,7 +234,7 @@ BAD_SETTINGS = [
     ("a test subset larger than the dataset", {"data": {"test_subset": 20_000}},
      "config key data.test_subset: 20000 images asked for, but fashion_mnist has 10000 test images"),
     ("a validation split larger than the training subset", {"data": {"validation": 600}},
-     "config key data.validation: 600 validation images leave none to train on"),
+     r"config key data.validation: 600 validation images leave none of the 512 training images \(train_subset 512\) to train on"),
     ("pad_to smaller than the image", {"data": {"pad_to": 16}},
      "config key data.pad_to: 16 is smaller than the 28x28 images of fashion_mnist"),
 ]

@@ -44,14 +44,21 @@ def test_target_rules_are_listed(workdir):
 
 @pytest.mark.parametrize(
     "override,key",
-    [("takd={'epochs': -1}", "takd.epochs"), ("setting=a/b", "setting"), ("datasets=['imagenet']", "datasets"),
-     ("data={'train_subset': 70000}", "data.train_subset")],  # larger than Fashion-MNIST: refused at parse, not in a job
+    [("takd={'epochs': -1}", "takd.epochs"), ("setting=a/b", "setting"), ("datasets=['imagenet']", "datasets")],
 )
 def test_bad_config_is_rejected_before_any_job(workdir, override, key):
     proc = snakemake(workdir, "-n", "--config", override, check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
     assert "train" not in proc.stdout
+
+
+def test_values_that_do_not_fit_the_dataset_are_rejected_before_any_job(workdir):
+    # a valid number, but more images than Fashion-MNIST has: a dry run used to plan every job, which then failed
+    (workdir / "too_many.yaml").write_text("data: {train_subset: 70000}\n")
+    proc = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", "too_many.yaml", check=False)
+    assert proc.returncode != 0 and "rule train" not in proc.stdout and "Job stats" not in proc.stdout
+    assert "config key data.train_subset: 70000 images asked for, but fashion_mnist has 60000" in proc.stdout + proc.stderr
 
 
 def test_smoke_run_builds_every_table_figure_and_the_report(smoke_dag):

@@ -70,8 +70,8 @@ def split_problems(meta: DatasetMeta, *, train_subset: int | None = None, test_s
         problems["test_subset"] = f"{test_subset} images asked for, but {meta.name} has {meta.test} test images"
     training = min(train_subset or meta.train, meta.train)
     if validation >= training:
-        problems["validation"] = (f"{validation} validation images leave none to train on: {meta.name} gives "
-                                  f"{training} training images here (train_subset {train_subset})")
+        of = f"train_subset {train_subset}" if train_subset else f"all of {meta.name}"
+        problems["validation"] = f"{validation} validation images leave none of the {training} training images ({of}) to train on"
     if pad_to is not None and pad_to < meta.size:
         problems["pad_to"] = f"{pad_to} is smaller than the {meta.size}x{meta.size} images of {meta.name}"
     return problems

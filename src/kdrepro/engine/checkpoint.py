@@ -115,7 +115,7 @@ def feed_checksum(digest, obj: Any) -> None:
     if isinstance(obj, torch.Tensor):
         tensor = obj.detach().cpu().contiguous()
         digest.update(f"tensor {tensor.dtype} {tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
     elif isinstance(obj, dict):
         digest.update(f"dict {len(obj)}\n".encode())
         for key, value in obj.items():
