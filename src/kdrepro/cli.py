@@ -219,22 +219,26 @@ def cmd_status(args) -> None:
 
 def cmd_verify(args) -> None:
     """Every file of a setting: checkpoints, snapshots and resume states by their content checksum,
-    metrics.json by parsing it, the dataset files by their published checksums. --set-aside renames the
-    damaged files (and a damaged run's checkpoint.pt and metrics.json) out of the way, so that snakemake
-    retrains those runs, and the runs that load them."""
+    metrics.json by parsing it, the dataset files by their published checksums; then the snakemake
+    command that retrains the damaged runs (a damaged resume state needs none: its run sets it aside).
+    --set-aside first renames the damaged files, and those runs' checkpoint.pt and metrics.json, out of
+    the way (kept for inspection; `snakemake --force` would delete them)."""
     from kdrepro import config as settings
     from kdrepro.data import DatasetError, load_dataset
     from kdrepro.engine import CheckpointError
     from kdrepro.engine.checkpoint import file_lock, load_checkpoint, set_aside
     from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME
 
-    config = settings.load(args.configfile or DEFAULT_CONFIG)
-    setting = args.setting or config["setting"]
+    given = settings.load(args.configfile or DEFAULT_CONFIG)
+    setting = args.setting or given["setting"]
     results = Path("results") / setting
     if not results.is_dir():
         raise SystemExit(f"kdrepro: {results} does not exist: setting {setting} has no results to verify")
-    if (results / "setting.json").exists():  # what the workflow ran this setting with
-        config = settings.load([results / "setting.json"])
+    if given["setting"] == setting:
+        config, configfile = given, " ".join(args.configfile or [])
+    else:  # the setting as the workflow wrote it down, if it did
+        config = settings.load([results / "setting.json"]) if (results / "setting.json").exists() else None
+        configfile = f"<the settings file of {setting}>"
     damaged: dict[Path, str] = {}
     files = sorted(p for folder in ("runs", "search") for p in (results / folder).rglob("*") if p.is_file())
     for path in files:
@@ -245,7 +249,7 @@ def cmd_verify(args) -> None:
                 json.loads(path.read_text())
         except (CheckpointError, ValueError) as err:
             damaged[path] = str(err) if isinstance(err, CheckpointError) else f"{path} is not valid JSON ({err})"
-    datasets = config["datasets"] if config["setting"] == setting else []
+    datasets = config["datasets"] if config else []
     for name in datasets:
         try:
             load_dataset(name, config["data"]["roots"].get(name), download=False)
@@ -255,19 +259,20 @@ def cmd_verify(args) -> None:
         print(f"DAMAGED  {problem}")
     print(f"{len(files)} files of setting {setting} and {len(datasets)} dataset(s) checked: {len(damaged)} damaged"
           + ("" if datasets else f" (datasets not checked: give the configfile of setting {setting})"))
-    runs = sorted({p.parent for p in damaged if p.is_relative_to(results)})
-    if runs and args.set_aside:
-        for run_dir in runs:
-            with file_lock(run_dir / LOCK, waiting=f"{run_dir} is training; waiting for it to finish"):
-                resume_only = all(p.name in (RESUME, PREVIOUS_RESUME) for p in damaged if p.parent == run_dir)
-                outputs = [] if resume_only else [run_dir / "checkpoint.pt", run_dir / "metrics.json"]
-                for path in sorted({*outputs, *(p for p in damaged if p.parent == run_dir)}):
+    folders = {p.parent for p in damaged if p.is_relative_to(results)}
+    retrain = sorted(d for d in folders if d.is_relative_to(results / "runs")
+                     and any(p.parent == d and p.name not in (RESUME, PREVIOUS_RESUME) for p in damaged))
+    if args.set_aside:
+        for folder in sorted(folders):
+            with file_lock(folder / LOCK, waiting=f"{folder} is training; waiting for it to finish"):
+                outputs = [folder / "checkpoint.pt", folder / "metrics.json"] if folder in retrain else []
+                for path in sorted({*outputs, *(p for p in damaged if p.parent == folder)}):
                     if path.exists():
                         print(f"set aside {path} as {set_aside(path).name}")
-        print("now run snakemake (with this setting's --configfile): it retrains these runs and the runs that load them")
-    elif runs:
-        print(f"`kdrepro verify {setting} --set-aside` sets them aside; snakemake then retrains those runs "
-              "and the runs that load them")
+    if retrain:
+        print(f"retrain the damaged runs (snakemake later reruns the runs that load them, their inputs being newer):\n"
+              f"  snakemake {' '.join(str(d / 'metrics.json') for d in retrain)} --force"
+              + (f" --configfile {configfile}" if configfile else ""))
     if damaged:
         raise SystemExit(1)
 

@@ -19,7 +19,6 @@ import torch
 
 FORMAT = "kdrepro-checkpoint/1"
 CHECKSUM = "content_sha256"  # the key of a torch file's checksum, over everything else it holds
-VERIFY_HINT = "`kdrepro verify --set-aside` sets every damaged run of the setting aside, and snakemake then retrains it"
 
 
 class CheckpointError(RuntimeError):
@@ -155,11 +154,12 @@ def set_aside(path: Path) -> Path:
 
 
 def load_checkpoint(path: Path, run: str | None = None) -> dict[str, Any]:
-    """A kdrepro torch file, after its content checksum is verified. `run`: the run that wrote it, named
-    in a DamagedCheckpoint's message as the one to retrain."""
+    """A kdrepro torch file, after its content checksum is verified. `run`: the run that wrote it (in its
+    folder), named in a DamagedCheckpoint's message with the command that retrains it."""
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist (train its run first)")
-    retrain = f"; retrain run {run}: {VERIFY_HINT}" if run else ""
+    retrain = (f"; retrain run {run}: `snakemake {path.parent / 'metrics.json'} --force` with the setting's "
+               "--configfile (`kdrepro verify <setting>` checks every file of the setting)") if run else ""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # torch raises several types for a truncated or foreign file
