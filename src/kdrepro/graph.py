@@ -7,10 +7,15 @@ is plain data: it round-trips through JSON and its hash names its configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from kdrepro.typecheck import expected, fits
 
 LABELS = "labels"  # the virtual source node that holds the ground truth
 
@@ -136,6 +141,7 @@ class RunSpec:
     def validate(self) -> None:
         # imported here, not above: a spec stays plain data that reads and writes JSON without torch;
         # checking one against the registries of models, losses and samplers loads them (start-up time)
+        from kdrepro.data import dataset_meta, split_problems
         from kdrepro.data.samplers import SamplerError, make_sampler
         from kdrepro.losses import GATES, LOSS_INFO, LOSSES
         from kdrepro.losses.registry import check_options
@@ -146,6 +152,12 @@ class RunSpec:
             raise SpecError(f"{where}: epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise SpecError(f"{where}: batch_size must be at least 1, got {self.batch_size}")
+        meta = dataset_meta(self.data.dataset, self.data.root)
+        if meta is not None:
+            d = self.data
+            for key, problem in split_problems(meta, train_subset=d.train_subset, test_subset=d.test_subset,
+                                               validation=d.validation, pad_to=d.pad_to).items():
+                raise SpecError(f"{where}: data.{key}: {problem}")
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names) or LABELS in names:
             raise SpecError(f"{where}: node names must be unique and not {LABELS!r}: {names}")
@@ -210,17 +222,10 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RunSpec":
-        raw = dict(raw)
-        raw["data"] = Data(**raw["data"])
-        raw["nodes"] = tuple(Node(**{**n, "init_layers": tuple(n["init_layers"])} if n.get("init_layers") is not None else n)
-                             for n in raw["nodes"])
-        raw["edges"] = tuple(Edge(**e) for e in raw["edges"])
-        raw["optimizer"] = Optimizer(**raw.get("optimizer", {}))
-        schedule = dict(raw.get("schedule", {}))
-        schedule["milestones"] = tuple(schedule.get("milestones", ()))
-        raw["schedule"] = Schedule(**schedule)
-        raw["save_epochs"] = tuple(raw.get("save_epochs", ()))
-        return cls(**raw)
+        """A spec from its dict form (JSON), every key and type checked against the dataclasses' fields:
+        a misspelt or mistyped key is a SpecError naming it, before the spec is validated as a whole."""
+        name = raw.get("name") if isinstance(raw, dict) else None
+        return from_fields(cls, raw, f"run spec {name}" if isinstance(name, str) else "run spec", "")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -242,6 +247,40 @@ class RunSpec:
         else:
             marks = self.schedule.milestones
         return sorted({max(1, round(m * self.epochs / ref)) for m in marks})
+
+
+def from_fields(cls: type, raw: Any, where: str, key: str) -> Any:
+    """The dataclass `cls` built from the mapping `raw` found at `key`; lists become the tuples the
+    annotations name, nested mappings the nested dataclasses."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: {key or 'the spec'} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SpecError(f"{where}: unknown key {dotted(key, unknown[0])} (the keys of {key or 'a spec'}: {', '.join(fields)})")
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in raw]
+    if missing:
+        raise SpecError(f"{where}: key {dotted(key, missing[0])} is missing")
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: field_value(value, hints[name], where, dotted(key, name)) for name, value in raw.items()})
+
+
+def field_value(value: Any, hint: Any, where: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_fields(hint, value, where, key)
+    if not fits(value, hint):
+        raise SpecError(f"{where}: key {key} must be {expected(hint)}, got {value!r}")
+    tuples = [a for a in (typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,))
+              if typing.get_origin(a) is tuple]
+    if not tuples or not isinstance(value, (list, tuple)):
+        return value
+    item = typing.get_args(tuples[0])[0]
+    return tuple(field_value(v, item, where, f"{key}.{i}") for i, v in enumerate(value))
+
+
+def dotted(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
 
 
 def check_graph(specs: dict[str, RunSpec]) -> None:

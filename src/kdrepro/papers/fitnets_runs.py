@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from kdrepro.experiments import INPUT_CHANNELS, NATIVE_SIZE, num_classes
+from kdrepro.experiments import dataset_facts, num_classes
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import create_model
 from kdrepro.models.maxout import ARCHS, count_layers, count_multiplications, count_weights, hint_layers
@@ -80,8 +80,8 @@ class FitNetsRuns(Paper):
     def input_shape(self, dataset: str) -> tuple[int, int]:
         """(channels, size) of the images the networks see in this setting."""
         pad_to = self.config["data"]["pad_to"]
-        size = NATIVE_SIZE.get(dataset, 32)
-        return INPUT_CHANNELS.get(dataset, 3), max(size, pad_to) if pad_to else size
+        facts = dataset_facts(dataset, self.config)
+        return facts.channels, max(facts.size, pad_to) if pad_to else facts.size
 
     def data(self, dataset: str, **overrides: Any) -> Data:
         """FitNets' own training subset, no validation split, the recipe's augmentation."""
