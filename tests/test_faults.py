@@ -23,10 +23,11 @@ from kdrepro import cli
 from kdrepro import config as settings
 from kdrepro.data import DatasetError, dataset_meta, load_dataset
 from kdrepro.engine import TrainingError, WriteError, train_run
-from kdrepro.engine.checkpoint import DamagedCheckpoint, file_lock, load_checkpoint
+from kdrepro.engine.checkpoint import DamagedCheckpoint, load_checkpoint
 from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME, training_problem
-from kdrepro.experiments import build_registry
+from kdrepro.assemble import build_registry
 from kdrepro.graph import Optimizer, RunSpec, SpecError
+from kdrepro.io import file_lock
 from test_engine import DATA, distilled, rows_without_time, scratch
 
 TEACHER = "t/plane4"  # the teacher that test_engine's distilled() runs load

@@ -30,7 +30,7 @@ from kdrepro.engine.checkpoint import (
 from kdrepro.engine.optim import SGD, RMSProp, learning_rate
 from kdrepro.data.samplers import make_sampler
 from kdrepro.engine.edges import build_edge_modules, edge_key, edge_losses, edge_modules, forward, node_inputs
-from kdrepro.graph import Node, RunSpec
+from kdrepro.graph import LABELS, Node, RunSpec
 from kdrepro.io import file_lock, remove_stale_temporaries, save_json, save_text
 from kdrepro.models import create_model
 
