@@ -58,6 +58,15 @@ def test_bilinear_and_mmd_kernels():
     assert mmd.diagonal().abs().max() < 1e-5
 
 
+def test_mmd_kernel_diagonal_is_exactly_zero_and_its_gradient_finite():
+    # through the Gram matrix the diagonal is float32 round-off; its square root reached ~1e-3 here before
+    f = torch.randn(128, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    mmd = correlation_matrix(f, "mmd")
+    assert torch.equal(mmd.diagonal(), torch.zeros(128))
+    mmd.sum().backward()
+    assert torch.isfinite(f.grad).all()
+
+
 def test_cc_loss_matches_a_hand_computation():
     teacher = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cos = 0
     student = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # cos = 0.6
