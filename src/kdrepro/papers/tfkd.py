@@ -109,17 +109,16 @@ class TfKD:
                 h = self.lookup(hyper["self"], student)
             else:  # normal KD and De-KD use loss_kd with the pair's params.json
                 h = hyper["kd"].get("pairs", {}).get(f"{teacher}>{student}") or self.lookup(hyper["kd"], student)
-            multiplier = h.get("multiplier", 1) if cell.method == "self" and self.protocol["multiplier"] else 1
+            multiplier = h.get("multiplier", 1) if cell.method == "self" else 1
             edges = [Edge(LABELS, "student", "ce", weight=1 - h["alpha"]),
                      Edge("teacher", "student", "kd", weight=h["alpha"] * multiplier,
-                          options={"temperature": h["temperature"], **self.protocol["kd"]})]
+                          options={"temperature": h["temperature"], "class_reduction": self.experiment["kl_class_reduction"]})]
         elif cell.method == "reg":
             h = self.lookup(hyper["reg"], student)
-            options = {"correct_prob": hyper["correct_prob"], "temperature": h["temperature"], **self.protocol["tfkd_reg"]}
-            if self.protocol["multiplier"]:
-                options["multiplier"] = h["multiplier"]
+            options = {"correct_prob": hyper["correct_prob"], "temperature": h["temperature"],
+                       "class_reduction": self.experiment["kl_class_reduction"], **self.protocol["tfkd_reg"]}
             edges = [Edge(LABELS, "student", "ce", weight=1 - h["alpha"]),
-                     Edge(LABELS, "student", "tfkd_reg", weight=h["alpha"], options=options)]
+                     Edge(LABELS, "student", "tfkd_reg", weight=h["alpha"] * h["multiplier"], options=options)]
         elif cell.method == "lsr":
             edges = [Edge(LABELS, "student", "label_smoothing", options={"epsilon": hyper["lsr_epsilon"], **self.protocol["label_smoothing"]})]
         return self.run_spec(self.run_name(cell, dataset, seed), dataset, seed, nodes, edges, save_epochs)
