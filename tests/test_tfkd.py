@@ -14,7 +14,7 @@ from kdrepro.config import validate
 from kdrepro.data.device import random_rotation
 from kdrepro.engine import train_run
 from kdrepro.engine.optim import learning_rate
-from kdrepro.experiments import build_registry
+from kdrepro.experiments import Registry, build_registry
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import LOSSES
 from kdrepro.models import create_model, model_info
@@ -201,6 +201,26 @@ def test_tf_kd_reg_edges_keep_the_official_scale_and_the_protocol_picks_the_form
     paper = next(e for e in registry_for("config").runs[name].edges if e.loss == "tfkd_reg")
     assert paper.options == {"correct_prob": 0.99, "temperature": 20, "class_reduction": "mean", "form": "paper"}
     assert paper.weight == pytest.approx(0.1 * 100)
+
+
+# the official params.json batch of every run that is not 128 (experiments/.../params.json), and some that are
+OFFICIAL_BATCH = {
+    "scratch:resnet50": 64, "scratch:resnext29": 64, "scratch:googlenet": 64, "reg:googlenet": 64, "lsr:googlenet": 64,
+    "self:googlenet": 64, "self:densenet121": 100, "self:resnext29": 64,
+    "kd:resnext29>mobilenetv2": 64, "kd:resnext29>shufflenetv2": 64, "kd:resnet50>resnet18": 64, "kd:resnext29>resnet18": 64,
+    "kd:mobilenetv2>resnext29": 64, "kd:resnet18>resnext29": 64, "kd:shufflenetv2>densenet121": 100,
+    "dekd:resnet50@50>resnet18": 64, "dekd:resnext29@50>resnet18": 64,
+    "scratch:resnet18": 128, "self:resnet18": 128, "kd:resnet18>mobilenetv2": 128, "kd:mobilenetv2>densenet121": 128,
+    "dekd:resnet18@1>mobilenetv2": 128,
+}
+
+
+def test_each_run_trains_at_its_official_params_json_batch_size():
+    config = validate(yaml.safe_load((REPO / "config/paper.yaml").read_text()))  # tfkd.batch_size unset: the official ones
+    tfkd = TfKD(Registry(config), yaml.safe_load((REPO / "config/experiments/tfkd.yaml").read_text()))
+    for template, batch in OFFICIAL_BATCH.items():
+        spec = tfkd.spec(Cell.parse(template), "cifar100", 20)
+        assert (spec.batch_size, spec.optimizer.lr) == (batch, pytest.approx(0.1 * batch / 128)), template  # main.py lr x bs/128
 
 
 def test_the_learning_rate_follows_the_batch_size_as_in_the_official_code(monkeypatch):

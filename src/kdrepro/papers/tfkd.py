@@ -121,11 +121,20 @@ class TfKD:
                      Edge(LABELS, "student", "tfkd_reg", weight=h["alpha"] * h["multiplier"], options=options)]
         elif cell.method == "lsr":
             edges = [Edge(LABELS, "student", "label_smoothing", options={"epsilon": hyper["lsr_epsilon"], **self.protocol["label_smoothing"]})]
-        return self.run_spec(self.run_name(cell, dataset, seed), dataset, seed, nodes, edges, save_epochs)
+        return self.run_spec(self.run_name(cell, dataset, seed), dataset, seed, nodes, edges, save_epochs, self.batch_size(cell))
 
-    def run_spec(self, name: str, dataset: str, seed: int, nodes: list[Node], edges: list[Edge], save_epochs: tuple[int, ...]) -> RunSpec:
+    def batch_size(self, cell: Cell) -> int:
+        """The setting's tfkd.batch_size, else the cell's official params.json batch (tfkd.yaml `batch_size`)."""
+        if self.settings["batch_size"]:
+            return self.settings["batch_size"]
+        official, student = self.experiment["batch_size"], self.trained(cell.arch)
+        if cell.method in ("kd", "dekd"):
+            return official["kd"].get(f"{self.trained(cell.teacher)}>{student}", official["default"])
+        return official["self" if cell.method == "self" else "base"].get(student, official["default"])
+
+    def run_spec(self, name: str, dataset: str, seed: int, nodes: list[Node], edges: list[Edge], save_epochs: tuple[int, ...],
+                 batch: int) -> RunSpec:
         training, data = self.experiment["training"], self.config["data"]
-        batch = self.settings["batch_size"]
         optimizer = dict(training["optimizer"], lr=training["optimizer"]["lr"] * batch / training["lr_reference_batch"])
         augmentation = training["augmentation"] if self.settings["augment"] else {}
         return RunSpec(
