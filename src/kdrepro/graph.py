@@ -113,7 +113,7 @@ class RunSpec:
     schedule: Schedule = Schedule()
     eval_node: str = "student"  # the node whose accuracy the run reports and whose weights later runs load
     save_epochs: tuple[int, ...] = ()  # extra snapshots (defective teachers are early snapshots; 0 = the initialisation)
-    # batch sampler, {"name": "cur", "classes_per_batch": 4} (kdrepro.data.samplers); None = random
+    # batch sampler, {"name": "cur", "samples_per_class": 16} (kdrepro.data.samplers); None = random
     # order. Left out of the config hash while None, so specs written before it keep their hash.
     sampler: dict[str, Any] | None = None
 
@@ -177,6 +177,7 @@ class RunSpec:
         if self.sampler is not None:
             try:
                 sampler = make_sampler(self.sampler)
+                sampler.check(self.batch_size)
             except SamplerError as err:
                 raise SpecError(f"{where}: sampler: {err}") from None
             node = sampler.needs_embeddings
