@@ -4,6 +4,7 @@ module's runs, and a smoke run of the fitnets targets."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -11,7 +12,7 @@ import yaml
 from conftest import REPO, needs_fashion_mnist
 from kdrepro.config import validate
 from kdrepro.engine import train_run
-from kdrepro.engine.optim import SGD, RMSProp
+from kdrepro.engine.optim import SGD, RMSProp, renormalise_
 from kdrepro.engine.train import build_models, edge_losses, make_optimizer
 from kdrepro.experiments import build_registry
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
@@ -181,6 +182,71 @@ def test_lr_scales_match_torch_param_groups(kind):
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs))
 
 
+def one_step(options: dict, kind: str) -> tuple[dict, dict]:
+    """The weights of a width-1/16 FitNet 4 (in float64) before and after one engine optimizer step on a fixed batch."""
+    spec = RunSpec("t", Data("fashion_mnist"), (Node("student", "fitnet4", options),), (Edge(LABELS, "student", "ce"),),
+                   epochs=1, seed=0, optimizer=Optimizer(kind=kind, lr=0.01, momentum=0.0, alpha=0.9, eps=1e-5))
+    torch.manual_seed(0)
+    model = create_model("fitnet4", 10, 1, 32, **options).double()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = make_optimizer(spec, {"student": model})
+    x, y = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64), torch.arange(8)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    return before, dict(model.named_parameters())
+
+
+@pytest.mark.parametrize("kind", ["sgd", "rmsprop"])
+def test_a_conv_layers_update_is_its_lr_scale_times_the_unscaled_one(kind):
+    """The official FitNet YAMLs train every maxout conv layer's weights and biases at W_lr_scale = b_lr_scale = 0.05."""
+    opts = {"width": 0.0625, "init_range": 0}
+    before, unscaled = one_step(opts, kind)
+    _, scaled = one_step({**opts, "conv_lr_scale": 0.05}, kind)
+    for name in ("features.h0.0.conv.weight", "features.h4.0.conv.bias", "features.h16.0.conv.weight"):
+        assert torch.allclose(scaled[name] - before[name], 0.05 * (unscaled[name] - before[name]), rtol=1e-9, atol=1e-15), name
+    for name in ("embedding.1.linear.weight", "classifier.weight"):  # the maxout FC and softmax keep the base rate
+        assert torch.equal(scaled[name], unscaled[name]), name
+
+
+def pylearn2_max_norm(W: np.ndarray, max_norm: float, axis) -> np.ndarray:
+    """lisa-lab/pylearn2 c3fb3c9, pylearn2/models/maxout.py lines 753-760 (MaxoutConvC01B, W in c01b layout, norms
+    over axes (0, 1, 2)) and 307-314 (Maxout, W in x out, norms over axis 0), in numpy."""
+    norms = np.sqrt(np.sum(np.square(W), axis=axis, keepdims=True))
+    desired = np.clip(norms, 0, max_norm)
+    return W * (desired / (1e-7 + norms))
+
+
+def test_max_norm_renormalises_kernels_and_columns_exactly_as_pylearn2():
+    g = torch.Generator().manual_seed(0)
+    conv = torch.randn(6, 4, 3, 3, generator=g, dtype=torch.float64)  # torch (out, in, kh, kw)
+    conv[0] *= 10  # one kernel far over the limit, the others under it
+    expected = pylearn2_max_norm(conv.permute(1, 2, 3, 0).numpy(), 1.9365, (0, 1, 2))  # pylearn2's c01b: (in, kh, kw, out)
+    renormalise_(conv, 1.9365, 3)
+    assert np.allclose(conv.permute(1, 2, 3, 0).numpy(), expected, rtol=0, atol=1e-15)
+    assert conv[0].norm().item() == pytest.approx(1.9365, rel=1e-6) and conv[1:].flatten(1).norm(dim=1).max() < 1.9365
+    linear = torch.randn(5, 7, generator=g, dtype=torch.float64) * torch.tensor([[1.0], [0.1], [3.0], [0.5], [2.0]])
+    expected = pylearn2_max_norm(linear.t().numpy(), 1.9, 0)  # pylearn2's W: (in, out), a column per unit
+    renormalise_(linear, 1.9, 1)
+    assert np.allclose(linear.t().numpy(), expected, rtol=0, atol=1e-15)
+
+
+def test_the_engine_constrains_the_weights_a_step_updates():
+    opts = {"width": 0.0625, "init_range": 0, "max_kernel_norm": 0.9, "max_col_norm": 1.9, "softmax_max_col_norm": 1.9365}
+    spec = RunSpec("t", Data("fashion_mnist"), (Node("student", "fitnet1", opts),), (Edge(LABELS, "student", "ce"),), epochs=1,
+                   seed=0, optimizer=Optimizer(kind="rmsprop", lr=0.01, momentum=0.0, alpha=0.9, eps=1e-5))
+    model = create_model("fitnet1", 10, 1, 32, **opts)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)  # every unit over its limit (PyTorch's init puts a kernel's norm near 0.58)
+    optimizer = make_optimizer(spec, {"student": model})
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 32, 32)), torch.arange(4)).backward()
+    optimizer.step()
+    kernels = [m.conv.weight for m in model.modules() if isinstance(m, MaxoutConv2d)]
+    limit = lambda x: pytest.approx(x, rel=1e-6)  # noqa: E731  (float32)
+    assert all(w.flatten(1).norm(dim=1).max().item() == limit(0.9) for w in kernels)
+    assert model.classifier.weight.norm(dim=1).max().item() == limit(1.9365)
+
+
 def test_parameters_without_gradients_are_left_alone():
     a, b = torch.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
     opt = RMSProp([a, b], lr=0.1, alpha=0.9, eps=1e-8, weight_decay=0.0)
@@ -214,6 +280,8 @@ def test_paper_module_builds_the_two_stages_and_the_baselines():
     fitnet = runs["fitnets/fashion_mnist/fitnet/maxout_teacher_cifar-fitnet4/s0"]
     assert [e.loss for e in hint.edges] == ["fitnets_hint"]  # no label edge in stage 1
     assert hint.edges[0].options["source_layer"] == "features.h1" and hint.edges[0].options["target_layer"] == "features.h10"
+    assert hint.edges[0].options["max_kernel_norm"] == 0.9  # the regressor's mkn (fitnets_training.py line 32)
+    assert hint.node("student").options["conv_lr_scale"] == 0.05 and hint.node("student").options["max_kernel_norm"] == 0.9
     student = fitnet.node("student")
     assert student.init_from == hint.name and student.init_layers == guided_layers("fitnet4")
     assert fitnet.dependencies == sorted([hint.name, "fitnets/fashion_mnist/scratch/maxout_teacher_cifar/s0"])

@@ -98,9 +98,36 @@ class MaxoutLayer(nn.Sequential):
         super().__init__(*layers)
 
 
+@dataclass(frozen=True)
+class LayerRules:
+    """The training rules pylearn2 layers carry, which the engine honours (engine/train.py make_optimizer):
+    `conv_lr_scale` multiplies the rate of every maxout conv layer's weights and biases (W_lr_scale,
+    b_lr_scale); `max_kernel_norm` bounds the norm of each conv output channel's kernel (one value, or
+    one per conv layer); `max_col_norm` bounds each maxout FC unit's weights, `softmax_max_col_norm` each
+    class's softmax weights. None: no constraint."""
+
+    conv_lr_scale: float = 1.0
+    max_kernel_norm: float | list[float] | None = None
+    max_col_norm: float | None = None
+    softmax_max_col_norm: float | None = None
+
+    def apply(self, net: "MaxoutNet") -> None:
+        convs = [block[0].conv for block in net.features]
+        kernel_norms = self.max_kernel_norm if isinstance(self.max_kernel_norm, (list, tuple)) else [self.max_kernel_norm] * len(convs)
+        if len(kernel_norms) != len(convs):
+            raise ModelError(f"max_kernel_norm: {len(kernel_norms)} values for {len(convs)} conv layers")
+        for conv, norm in zip(convs, kernel_norms):
+            conv.lr_scale, conv.max_norm = self.conv_lr_scale, norm
+        for module in net.embedding:
+            if isinstance(module, MaxoutLinear):
+                module.linear.max_norm = self.max_col_norm
+        net.classifier.max_norm = self.softmax_max_col_norm
+
+
 class MaxoutNet(nn.Module):
     def __init__(self, layers: list[Conv | FC], num_classes: int, in_channels: int, image_size: int,
-                 hint_layer: str | None = None, guided_layer: str | None = None, init_range: float | None = None):
+                 hint_layer: str | None = None, guided_layer: str | None = None, init_range: float | None = None,
+                 rules: LayerRules = LayerRules()):
         super().__init__()
         convs = [s for s in layers if isinstance(s, Conv)]
         fcs = [s for s in layers if isinstance(s, FC)]
@@ -131,6 +158,7 @@ class MaxoutNet(nn.Module):
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
                     nn.init.uniform_(module.weight, -init_range, init_range)
                     nn.init.zeros_(module.bias)
+        rules.apply(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embedding(self.features(x)))
@@ -204,25 +232,31 @@ def depth_base_width(depth: int, budget: float, in_channels: int, image_size: in
 
 
 def make(arch: str):
-    def build(num_classes: int, in_channels: int, image_size: int, width: float = 1.0, init_range: float = INIT_RANGE) -> nn.Module:
+    def build(num_classes: int, in_channels: int, image_size: int, width: float = 1.0, init_range: float = INIT_RANGE,
+              conv_lr_scale: float = 1.0, max_kernel_norm: float | list[float] | None = None, max_col_norm: float | None = None,
+              softmax_max_col_norm: float | None = None) -> nn.Module:
         role = "hint_layer" if arch in TEACHERS else "guided_layer"
+        rules = LayerRules(conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm)
         return MaxoutNet(_scale(ARCHS[arch], width), num_classes, in_channels, image_size,
-                         init_range=init_range, **{role: HINT_LAYERS[arch]})
+                         init_range=init_range, rules=rules, **{role: HINT_LAYERS[arch]})
 
-    build.__doc__ = f"FitNets {arch}: `width` scales every layer; `init_range` 0.005 = pylearn2's irange (0: PyTorch's init)."
+    build.__doc__ = (f"FitNets {arch}: `width` scales every layer; `init_range` 0.005 = pylearn2's irange (0: PyTorch's init); "
+                     "the pylearn2 layer rules (LayerRules) conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm.")
     return build
 
 
 def make_depth(depth: int):
     def build(num_classes: int, in_channels: int, image_size: int, budget: float = 30e6, width: float = 1.0,
-              init_range: float = INIT_RANGE) -> nn.Module:
+              init_range: float = INIT_RANGE, conv_lr_scale: float = 1.0, max_kernel_norm: float | None = None,
+              max_col_norm: float | None = None, softmax_max_col_norm: float | None = None) -> nn.Module:
         base = depth_base_width(depth, budget, in_channels, image_size, num_classes)
         layers = _scale(depth_layers(depth, base), width)
+        rules = LayerRules(conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm)
         return MaxoutNet(layers, num_classes, in_channels, image_size, guided_layer=hint_layers(f"fitnet_depth{depth}"),
-                         init_range=init_range)
+                         init_range=init_range, rules=rules)
 
     build.__doc__ = (f"Fig. 3 student of {depth} maxout conv layers costing `budget` multiplications at the input it is "
-                     "built for (widths w, 2w, 3w by stage); `width` scales it afterwards.")
+                     "built for (widths w, 2w, 3w by stage); `width` scales it afterwards; the layer rules as FitNets'.")
     return build
 
 

@@ -96,7 +96,8 @@ class FitNets:
 
     # -- runs ----------------------------------------------------------------------------------
     def options(self, arch: str, budget: float | None) -> dict[str, Any]:
-        options: dict[str, Any] = {"init_range": self.settings["init_range"]}
+        rules = self.experiment["layer_rules"]["fitnet_depth" if budget is not None else arch]
+        options: dict[str, Any] = {"init_range": self.settings["init_range"], **rules}
         if budget is not None:
             options["budget"] = budget * 1e6
         elif self.settings["width"] != 1:
@@ -138,7 +139,7 @@ class FitNets:
             if method == "hint":
                 hint = Edge("teacher", "student", "fitnets_hint", options={
                     "source_layer": hint_layers(teacher_arch), "target_layer": hint_layers(arch),
-                    "reduction": self.protocol["hint_reduction"]})
+                    "reduction": self.protocol["hint_reduction"], "max_kernel_norm": self.experiment["regressor_max_kernel_norm"]})
                 spec = self.run_spec(name, dataset, seed, (teacher, student), (hint,), self.settings["hint_epochs"])
             else:
                 if method == "fitnet":
@@ -178,8 +179,8 @@ class FitNets:
         s = self.settings
         return (f"Setting scale: {s['epochs']} epochs (paper 288 on CIFAR), hint stage {s['hint_epochs']} epoch(s), "
                 f"maxout widths x{s['width']}, init_range {s['init_range']}, "
-                f"{'augmentation as the official code' if s['augment'] else 'no augmentation'}, no GCN/ZCA whitening and no "
-                f"max-norm constraints; KD term {'tau^2 KL (Hinton)' if s['tau_squared'] else 'cross-entropy without tau^2 (Eq. 2)'}, "
+                f"{'augmentation as the official code' if s['augment'] else 'no augmentation'}, no GCN/ZCA whitening, the official "
+                f"layer rates and max-norm constraints; KD term {'tau^2 KL (Hinton)' if s['tau_squared'] else 'cross-entropy without tau^2 (Eq. 2)'}, "
                 f"lambda annealed linearly; lr scale of the stage-1 layers {s['lr_scale']:g}; RMSProp.")
 
 
