@@ -17,7 +17,7 @@ from kdrepro.engine.train import build_models, edge_losses, make_optimizer
 from kdrepro.experiments import build_registry
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
-from kdrepro.models import FeatureTap, create_model
+from kdrepro.models import FeatureTap, create_model, model_info
 from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutConv2d, MaxoutLinear, MaxoutNet, budget_error,
                                    count_layers, count_multiplications, count_weights, hint_layers)
 from kdrepro.papers.fitnets import FitNets, guided_layers, parse
@@ -63,6 +63,26 @@ def test_the_paper_architectures_count_as_published_where_the_architecture_is_ex
     assert round(count_layers(ARCHS["fitnet1"], 10, 3, 32)[0] / 1e6) == 30  # ~30M
     assert round(count_layers(ARCHS["fitnet_mnist"], 10, 1, 28)[1] / 1e3) == 36  # ~36K (the paper says ~30K)
     assert create_model("fitnet4", 10).get_submodule("embedding") is not None
+
+
+# FitNets Table 5: # layers, # params, # mult (shared/reference/papers.md §3.4, [SOURCE-DOC])
+TABLE5 = {"fitnet1": (11, 250e3, 30e6), "fitnet2": (11, 862e3, 108e6), "fitnet3": (13, 1.6e6, 392e6), "fitnet4": (19, 2.5e6, 382e6)}
+
+
+@pytest.mark.parametrize("arch", sorted(TABLE5))
+def test_fitnets_count_the_layers_parameters_and_multiplications_of_table_5(arch):
+    layers, params, mult = TABLE5[arch]
+    counted_mult, counted_params = count_layers(ARCHS[arch], 10, 3, 32)
+    assert model_info(arch)["depth"] == layers
+    assert counted_mult == pytest.approx(mult, rel=0.02)
+    if arch == "fitnet4":  # the official YAML's FC has 5 pieces (2.74M); Table 5 counts it with 2, as FitNets 1-3 here
+        assert counted_params == 2_736_712
+        two_pieces = [FC(500, 2) if isinstance(layer, FC) else layer for layer in ARCHS[arch]]
+        assert count_layers(two_pieces, 10, 3, 32)[1] == pytest.approx(params, rel=0.02)
+    else:
+        assert counted_params == pytest.approx(params, rel=0.02)
+    model = create_model(arch, 10)  # the built network counts as its layer list
+    assert (count_weights(model), count_multiplications(model, 3, 32)) == (counted_params, counted_mult)
 
 
 @pytest.mark.parametrize("budget", [30e6, 107e6, 3e6])
@@ -244,6 +264,7 @@ def test_the_engine_constrains_the_weights_a_step_updates():
     kernels = [m.conv.weight for m in model.modules() if isinstance(m, MaxoutConv2d)]
     limit = lambda x: pytest.approx(x, rel=1e-6)  # noqa: E731  (float32)
     assert all(w.flatten(1).norm(dim=1).max().item() == limit(0.9) for w in kernels)
+    assert model.embedding[1].linear.weight.norm(dim=1).max().item() == limit(1.9)
     assert model.classifier.weight.norm(dim=1).max().item() == limit(1.9365)
 
 
