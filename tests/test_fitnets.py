@@ -14,8 +14,8 @@ from kdrepro.config import validate
 from kdrepro.engine import train_run
 from kdrepro.engine.optim import SGD, RMSProp, renormalise_
 from kdrepro.engine.train import build_models, edge_losses, make_optimizer
-from kdrepro.experiments import build_registry
-from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
+from kdrepro.experiments import Registry, build_registry
+from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
 from kdrepro.models import FeatureTap, create_model, model_info
 from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutConv2d, MaxoutLinear, MaxoutNet, budget_error,
@@ -83,6 +83,79 @@ def test_fitnets_count_the_layers_parameters_and_multiplications_of_table_5(arch
         assert counted_params == pytest.approx(params, rel=0.02)
     model = create_model(arch, 10)  # the built network counts as its layer list
     assert (count_weights(model), count_multiplications(model, 3, 32)) == (counted_params, counted_mult)
+
+
+def test_the_cifar_teacher_counts_table_5s_parameters_and_multiplications():
+    mult, params = count_layers(ARCHS["maxout_teacher_cifar"], 10, 3, 32)
+    assert model_info("maxout_teacher_cifar")["depth"] == 5  # Table 5: 5 layers, ~9M parameters, ~725M multiplications
+    assert params == pytest.approx(9e6, rel=0.05) and mult == pytest.approx(725e6, rel=0.05)
+    model = create_model("maxout_teacher_cifar", 10).eval()
+    assert (count_weights(model), count_multiplications(model, 3, 32)) == (params, mult)
+    # pooled as pylearn2 rounds (up): 32 -> conv 33 -> 16 -> conv 15 -> 7 (the hint) -> conv 9 -> 5
+    with FeatureTap(model, ["features.h1", "features.h2"]) as tap:
+        model(torch.zeros(1, 3, 32, 32))
+    assert tap.features["features.h1"].shape[-1] == 7 and tap.features["features.h2"].shape[-1] == 5
+
+
+def test_teacher_dropout_is_pylearn2s_on_every_layers_input():
+    opts = {"input_include_prob": 0.8, "input_scale": 1.0, "hidden_include_prob": 0.5, "hidden_scale": 2.0}
+    model = create_model("maxout_teacher_cifar", 10, 3, 32, width=0.125, **opts)
+    drops = {name: (m.include_prob, m.scale) for name, m in model.named_modules() if type(m).__name__ == "InputDropout"}
+    assert drops == {"features.h0_dropout": (0.8, 1.0), "features.h1_dropout": (0.5, 2.0), "features.h2_dropout": (0.5, 2.0),
+                     "embedding.1": (0.5, 2.0), "classifier_dropout": (0.5, 2.0)}
+    x = torch.ones(20_000)
+    torch.manual_seed(0)
+    kept = model.features.h0_dropout(x)
+    assert set(kept.unique().tolist()) == {0.0, 1.0} and kept.mean().item() == pytest.approx(0.8, abs=0.01)  # scale 1
+    assert set(model.classifier_dropout(x).unique().tolist()) == {0.0, 2.0}
+    model.eval()
+    assert torch.equal(model.features.h0_dropout(x), x)
+    plain = create_model("fitnet4", 10)  # the FitNets train without dropout
+    assert not any(type(m).__name__ == "InputDropout" for m in plain.modules())
+
+
+def pylearn2_schedule(epochs: int, lr: float, start: int, saturate: int, decay: float, m0: float, m_start: int, m_saturate: int,
+                      final: float) -> list[tuple[float, float]]:
+    """(rate, momentum) of each epoch as pylearn2's LinearDecayOverEpoch and MomentumAdjustor set them (c3fb3c9,
+    training_algorithms/sgd.py lines 933-1012, learning_rule.py lines 167-248): their count starts at the epochs seen (0)
+    and grows by one after each epoch."""
+    step = (lr - lr * decay) / (saturate - start + 1)
+    out = []
+    for count in range(epochs):
+        rate = (lr - step * (count - start + 1) if count < saturate else lr * decay) if count >= start else lr
+        alpha = min(max((count - m_start) / (m_saturate - m_start), 0.0), 1.0)
+        out.append((rate, m0 * (1 - alpha) + alpha * final))
+    return out
+
+
+def test_the_teachers_rate_and_momentum_follow_pylearn2s_schedules():
+    from kdrepro.engine.optim import learning_rate, momentum
+
+    schedule = Schedule("linear", (1, 500), gamma=0.01, reference_epochs=474, final_momentum=0.65, momentum_epochs=(1, 250))
+    spec = RunSpec("t", Data("fashion_mnist"), (Node("student", "maxout_teacher_cifar"),), (Edge(LABELS, "student", "ce"),),
+                   epochs=474, seed=0, optimizer=Optimizer(lr=0.17, momentum=0.5), schedule=schedule)
+    expected = pylearn2_schedule(474, 0.17, 1, 500, 0.01, 0.5, 1, 250, 0.65)
+    ours = [(learning_rate(spec, e), momentum(spec, e)) for e in range(1, 475)]
+    assert ours == [(pytest.approx(r, rel=1e-12), pytest.approx(m, rel=1e-12)) for r, m in expected]
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(SpecError, match="final_momentum needs optimizer.kind sgd"):
+        RunSpec("t", spec.data, spec.nodes, spec.edges, epochs=1, seed=0, schedule=schedule,
+                optimizer=Optimizer(kind="rmsprop", momentum=0.0))
+
+
+def test_the_cifar_teacher_run_is_trained_as_the_maxout_paper_trains_it():
+    config = validate(yaml.safe_load((REPO / "config/paper.yaml").read_text()))
+    fit = FitNets(Registry(config), yaml.safe_load((REPO / "config/experiments/fitnets.yaml").read_text()))
+    teacher = fit.spec("scratch", "maxout_teacher_cifar", None, "cifar10", 20)
+    assert teacher.epochs == 474 and teacher.batch_size == 128
+    assert (teacher.optimizer.kind, teacher.optimizer.lr, teacher.optimizer.momentum) == ("sgd", 0.17, 0.5)
+    assert (teacher.schedule.kind, teacher.schedule.milestones, teacher.schedule.gamma) == ("linear", (1, 500), 0.01)
+    assert (teacher.schedule.final_momentum, teacher.schedule.momentum_epochs) == (0.65, (1, 250))
+    assert (teacher.data.crop_padding, teacher.data.flip) == (4, True)  # WindowAndFlip(pad_randomized 4)
+    assert teacher.node("student").options["input_include_prob"] == 0.8 and teacher.node("student").options["hidden_scale"] == 2.0
+    student = fit.spec("scratch", "fitnet4", None, "cifar10", 20)
+    assert student.optimizer.kind == "rmsprop" and student.data.crop_padding == 8 and "input_include_prob" not in student.nodes[0].options
+    assert fit.spec("scratch", "maxout_teacher_mnist", None, "mnist", 20).optimizer.kind == "rmsprop"  # the students' recipe
 
 
 @pytest.mark.parametrize("budget", [30e6, 107e6, 3e6])

@@ -112,13 +112,52 @@ class RMSProp(SGD):
 
 def learning_rate(spec: RunSpec, epoch: int, step: int = 0, steps_per_epoch: int = 1) -> float:
     """The rate of `step` (0-based) of `epoch` (1-based): the base rate times gamma per milestone passed
-    (MultiStepLR's rule). During a warm-up it rises linearly, base * (i + 1) / warm-up steps at the i-th
-    step (the Tf-KD code's WarmUpLR); the warm-up scales with the run's length as milestones do."""
-    passed = sum(1 for m in spec.scaled_milestones() if m < epoch) if spec.schedule.kind != "constant" else 0
-    rate = spec.optimizer.lr * spec.schedule.gamma ** passed
+    (MultiStepLR's rule), or on the `linear` schedule pylearn2's linear decay. During a warm-up it rises
+    linearly, base * (i + 1) / warm-up steps at the i-th step (the Tf-KD code's WarmUpLR); the warm-up
+    scales with the run's length as milestones do."""
+    if spec.schedule.kind == "linear":
+        rate = linear_decay(spec, epoch)
+    else:
+        passed = sum(1 for m in spec.scaled_milestones() if m < epoch) if spec.schedule.kind != "constant" else 0
+        rate = spec.optimizer.lr * spec.schedule.gamma ** passed
     warmup = warmup_steps(spec, steps_per_epoch)
     done = (epoch - 1) * steps_per_epoch + step
     return rate * (done + 1) / warmup if done < warmup else rate
+
+
+def epochs_seen(spec: RunSpec, epoch: int) -> float:
+    """The epochs finished before `epoch` (1-based), counted in the reference schedule's epochs: the count
+    pylearn2's per-epoch schedules read (0 during the first epoch)."""
+    return (epoch - 1) * (spec.schedule.reference_epochs or spec.epochs) / spec.epochs
+
+
+def linear_decay(spec: RunSpec, epoch: int) -> float:
+    """pylearn2's LinearDecayOverEpoch(start, saturate, decay_factor = gamma) (lisa-lab/pylearn2 c3fb3c9,
+    pylearn2/training_algorithms/sgd.py lines 933-1012): with c epochs seen, the base rate until c reaches
+    start, then base - step * (c - start + 1) with step = base * (1 - gamma) / (saturate - start + 1), and
+    base * gamma from c = saturate on."""
+    start, saturate = spec.schedule.milestones
+    base, gamma, seen = spec.optimizer.lr, spec.schedule.gamma, epochs_seen(spec, epoch)
+    if seen < start:
+        return base
+    if seen >= saturate:
+        return base * gamma
+    return base - base * (1 - gamma) / (saturate - start + 1) * (seen - start + 1)
+
+
+def momentum(spec: RunSpec, epoch: int) -> float:
+    """SGD's momentum during `epoch`: the optimizer's, or, with schedule.final_momentum, pylearn2's
+    MomentumAdjustor(start, saturate, final_momentum) (learning_rule.py c3fb3c9 lines 167-248): with c
+    epochs seen, a = clip((c - start) / (saturate - start), 0, 1) and momentum (1 - a) m0 + a final."""
+    schedule, initial = spec.schedule, spec.optimizer.momentum
+    if schedule.final_momentum is None:
+        return initial
+    start, saturate = schedule.momentum_epochs
+    seen = epochs_seen(spec, epoch)
+    if saturate == start:
+        return schedule.final_momentum if seen >= start else initial
+    a = min(max((seen - start) / (saturate - start), 0.0), 1.0)
+    return initial * (1 - a) + a * schedule.final_momentum
 
 
 def warmup_steps(spec: RunSpec, steps_per_epoch: int) -> int:

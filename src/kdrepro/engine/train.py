@@ -26,7 +26,7 @@ from kdrepro.engine.checkpoint import (
     save_text,
     save_torch,
 )
-from kdrepro.engine.optim import SGD, RMSProp, learning_rate
+from kdrepro.engine.optim import SGD, RMSProp, learning_rate, momentum
 from kdrepro.data.samplers import make_sampler
 from kdrepro.graph import LABELS, Edge, Node, RunSpec
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
@@ -226,6 +226,7 @@ def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, dat
     for module in edge_modules(spec, models):
         module.train()
     steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
+    optimizer.momentum = momentum(spec, epoch)
     sums = torch.zeros(len(spec.edges) + 1, device=data.device)
     autocast = torch.autocast(data.device.type, torch.bfloat16, enabled=precision == "bf16")
     for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator, sampler)):

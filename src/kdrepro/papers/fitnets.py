@@ -97,7 +97,8 @@ class FitNets:
     # -- runs ----------------------------------------------------------------------------------
     def options(self, arch: str, budget: float | None) -> dict[str, Any]:
         rules = self.experiment["layer_rules"]["fitnet_depth" if budget is not None else arch]
-        options: dict[str, Any] = {"init_range": self.settings["init_range"], **rules}
+        dropout = self.experiment["teacher_recipes"].get(arch, {}).get("dropout", {})
+        options: dict[str, Any] = {"init_range": self.settings["init_range"], **rules, **dropout}
         if budget is not None:
             options["budget"] = budget * 1e6
         elif self.settings["width"] != 1:
@@ -131,7 +132,8 @@ class FitNets:
         if method == "scratch":
             is_teacher = arch == self.teacher(dataset)
             epochs = (self.settings["teacher_epochs"] or self.settings["epochs"]) if is_teacher else self.settings["epochs"]
-            spec = self.run_spec(name, dataset, seed, (student,), (Edge(LABELS, "student", "ce"),), epochs)
+            recipe = self.experiment["teacher_recipes"].get(arch) if is_teacher else None
+            spec = self.run_spec(name, dataset, seed, (student,), (Edge(LABELS, "student", "ce"),), epochs, recipe)
         else:
             teacher_arch = self.teacher(dataset)
             teacher_run = self.spec("scratch", teacher_arch, None, dataset, seed).name
@@ -162,8 +164,10 @@ class FitNets:
         return Edge(LABELS, "student", "ce"), kd
 
     def run_spec(self, name: str, dataset: str, seed: int, nodes: tuple[Node, ...], edges: tuple[Edge, ...],
-                 epochs: int) -> RunSpec:
-        data, recipe = self.config["data"], self.recipe(dataset)
+                 epochs: int, teacher_recipe: dict[str, Any] | None = None) -> RunSpec:
+        """A run of the dataset's student recipe, or of `teacher_recipe` (its own optimiser, schedule and augmentation)."""
+        data, recipe = self.config["data"], teacher_recipe or self.recipe(dataset)
+        lr = self.settings["teacher_lr" if teacher_recipe else "lr"] or recipe["optimizer"]["lr"]
         augmentation = recipe["augmentation"] if self.settings["augment"] else {}
         return RunSpec(
             name=name,
@@ -171,8 +175,8 @@ class FitNets:
                       train_subset=self.settings["train_subset"] or data["train_subset"], test_subset=data["test_subset"],
                       validation=0, normalization="dataset", pad_to=data["pad_to"], **augmentation),
             nodes=nodes, edges=edges, epochs=epochs, seed=seed, batch_size=self.settings["batch_size"],
-            optimizer=Optimizer(**{**recipe["optimizer"], "lr": self.settings["lr"] or recipe["optimizer"]["lr"]}),
-            schedule=Schedule("constant"),
+            optimizer=Optimizer(**{**recipe["optimizer"], "lr": lr}),
+            schedule=Schedule.from_dict(recipe.get("schedule", {})),
         )
 
     def note(self) -> str:
@@ -181,7 +185,8 @@ class FitNets:
                 f"maxout widths x{s['width']}, init_range {s['init_range']}, "
                 f"{'augmentation as the official code' if s['augment'] else 'no augmentation'}, no GCN/ZCA whitening, the official "
                 f"layer rates and max-norm constraints; KD term {'tau^2 KL (Hinton)' if s['tau_squared'] else 'cross-entropy without tau^2 (Eq. 2)'}, "
-                f"lambda annealed linearly; lr scale of the stage-1 layers {s['lr_scale']:g}; RMSProp.")
+                f"lambda annealed linearly; lr scale of the stage-1 layers {s['lr_scale']:g}; RMSProp; the CIFAR teacher: the maxout "
+                f"paper's recipe (SGD with momentum, linear decay, dropout), {s['teacher_epochs'] or s['epochs']} epochs (paper 474).")
 
 
 def guided_layers(arch: str) -> tuple[str, ...]:
