@@ -105,24 +105,23 @@ def check_consistency(config: dict[str, Any]) -> None:
 
 
 def check_samplers(config: dict[str, Any], classes: int | None) -> None:
-    """CCKD's CUR and SUR counts: each divides the batch (CCKD's runs train with takd.batch_size) and none
-    asks for more classes than the setting's datasets have (`classes`: the most of any; None: unknown)."""
+    """CCKD's CUR and SUR counts: each k divides the batch (CCKD's runs train with takd.batch_size), and the
+    groups a batch holds (batch / k under the paper's reading, k under the other) are no more than there
+    are classes, or superclasses (`classes`: the most of any of the setting's datasets; None: unknown)."""
     cckd, batch = config["cckd"], config["takd"]["batch_size"]
-    sur = cckd["sur"]
-    counts = [(f"cckd.cur_classes.{i}", k, "classes") for i, k in enumerate(cckd["cur_classes"])]
-    counts.append(("cckd.sur.superclasses_per_batch", sur["superclasses_per_batch"], "superclasses"))
-    for key, count, what in counts:
-        if batch % count:
-            raise ConfigError(f"config key {key}: {count} {what} per batch do not divide the batch of {batch} "
+    cur, sur = cckd["cur"], cckd["sur"]
+    checks = [(f"cckd.cur.k.{i}", k, cur["reading"] == "samples_per_class", "classes", classes) for i, k in enumerate(cur["k"])]
+    checks.append(("cckd.sur.k", sur["k"], sur["reading"] == "samples_per_superclass", "superclasses", sur["superclasses"]))
+    for key, k, per_group, groups, available in checks:
+        if batch % k:
+            raise ConfigError(f"config key {key}: {k} does not divide the batch of {batch} "
                               "(takd.batch_size, which CCKD's runs train with)")
-    if classes is not None:
-        counts.append(("cckd.sur.superclasses", sur["superclasses"], "superclasses"))
-        for key, count, what in counts:
-            if count > classes:
-                raise ConfigError(f"config key {key}: {count} {what}, but the setting's datasets have at most {classes} classes")
-    if sur["superclasses_per_batch"] > sur["superclasses"]:
-        raise ConfigError(f"config key cckd.sur.superclasses_per_batch: {sur['superclasses_per_batch']} per batch, "
-                          f"but cckd.sur.superclasses is {sur['superclasses']}")
+        wanted = batch // k if per_group else k
+        if available is not None and wanted > available:
+            raise ConfigError(f"config key {key}: a batch of {batch} would hold {wanted} {groups}, but there are {available}")
+    if classes is not None and sur["superclasses"] > classes:
+        raise ConfigError(f"config key cckd.sur.superclasses: {sur['superclasses']} superclasses, but the setting's "
+                          f"datasets have at most {classes} classes")
 
 
 def read_yaml(path: Path) -> Any:

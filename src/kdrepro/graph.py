@@ -77,17 +77,30 @@ LATER_DEFAULTS = {
     "nodes": {"init_layers": None, "init_lr_scale": 1.0},
     "edges": {"gate_options": {}},
     "optimizer": {"kind": "sgd", "alpha": 0.99, "eps": 1e-8},
+    "schedule": {"final_momentum": None, "momentum_epochs": ()},
 }
 
 
 @dataclass(frozen=True)
 class Schedule:
-    kind: str = "constant"  # constant | step | multistep
-    milestones: tuple[int, ...] = ()  # multistep: epochs of the reference schedule
+    kind: str = "constant"  # constant | step | multistep | linear
+    milestones: tuple[int, ...] = ()  # multistep: epochs of the reference schedule; linear: (start, saturate)
     step_size: int = 0  # step: every step_size epochs of the reference schedule
-    gamma: float = 0.1
+    gamma: float = 0.1  # step, multistep: the factor per milestone; linear: the final factor (pylearn2's decay_factor)
     reference_epochs: int | None = None  # milestones are given for this many epochs and scale to the run's
     warmup_epochs: int = 0  # the rate rises linearly per step over these reference epochs first (Tf-KD's WarmUpLR)
+    # SGD's momentum ramps linearly from the optimizer's to final_momentum over momentum_epochs = (start,
+    # saturate) of the reference schedule (pylearn2's MomentumAdjustor); None: constant
+    final_momentum: float | None = None
+    momentum_epochs: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Schedule":
+        """From JSON or YAML, where the epoch tuples are lists."""
+        return cls(**{**raw, "milestones": tuple(raw.get("milestones", ())), "momentum_epochs": tuple(raw.get("momentum_epochs", ()))})
+
+
+SCHEDULES = ("constant", "step", "multistep", "linear")
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,7 @@ class RunSpec:
     schedule: Schedule = Schedule()
     eval_node: str = "student"  # the node whose accuracy the run reports and whose weights later runs load
     save_epochs: tuple[int, ...] = ()  # extra snapshots (defective teachers are early snapshots; 0 = the initialisation)
-    # batch sampler, {"name": "cur", "classes_per_batch": 4} (kdrepro.data.samplers); None = random
+    # batch sampler, {"name": "cur", "samples_per_class": 16} (kdrepro.data.samplers); None = random
     # order. Left out of the config hash while None, so specs written before it keep their hash.
     sampler: dict[str, Any] | None = None
 
@@ -191,6 +204,7 @@ class RunSpec:
         if self.sampler is not None:
             try:
                 sampler = make_sampler(self.sampler)
+                sampler.check(self.batch_size)
             except SamplerError as err:
                 raise SpecError(f"{where}: sampler: {err}") from None
             node = sampler.needs_embeddings
@@ -204,8 +218,16 @@ class RunSpec:
             raise SpecError(f"{where}: optimizer.kind must be one of {OPTIMIZERS}, got {self.optimizer.kind!r}")
         if self.optimizer.kind == "rmsprop" and (self.optimizer.momentum or self.optimizer.nesterov):
             raise SpecError(f"{where}: optimizer rmsprop takes no momentum (set momentum 0, nesterov false)")
-        if self.schedule.kind not in ("constant", "step", "multistep"):
-            raise SpecError(f"{where}: schedule.kind must be constant, step or multistep, got {self.schedule.kind!r}")
+        schedule = self.schedule
+        if schedule.kind not in SCHEDULES:
+            raise SpecError(f"{where}: schedule.kind must be one of {SCHEDULES}, got {schedule.kind!r}")
+        if schedule.kind == "linear" and not (len(schedule.milestones) == 2 and schedule.milestones[0] < schedule.milestones[1]):
+            raise SpecError(f"{where}: schedule.milestones of a linear schedule must be (start, saturate), start < saturate; "
+                            f"got {schedule.milestones}")
+        if schedule.final_momentum is not None and (self.optimizer.kind != "sgd" or len(schedule.momentum_epochs) != 2
+                                                    or schedule.momentum_epochs[0] > schedule.momentum_epochs[1]):
+            raise SpecError(f"{where}: schedule.final_momentum needs optimizer.kind sgd and schedule.momentum_epochs "
+                            f"(start, saturate), start <= saturate; got {self.optimizer.kind!r}, {schedule.momentum_epochs}")
         bad = [e for e in self.save_epochs if not 0 <= e <= self.epochs]
         if bad:
             raise SpecError(f"{where}: save_epochs {bad} outside 0..{self.epochs}")

@@ -19,7 +19,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from kdrepro.engine.edges import edge_losses
-from kdrepro.engine.optim import learning_rate
+from kdrepro.engine.optim import learning_rate, momentum
 from kdrepro.engine.train import (
     Progress,
     TrainingError,
@@ -136,6 +136,7 @@ def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, 
     run_index = torch.arange(count, device=data.device)[:, None]
     bar = Progress(dataclasses.replace(spec, name=f"{spec.name} (+{count - 1} stacked)"), 0, progress)
     for epoch in range(1, spec.epochs + 1):
+        optimizer.momentum = momentum(spec, epoch)
         sums = torch.zeros(count, len(spec.edges) + 1, device=data.device)
         for step, batches in enumerate(zip(*(data.train_batches(spec.batch_size, g) for g in generators))):
             images, labels, index = (torch.stack(parts) for parts in zip(*batches))

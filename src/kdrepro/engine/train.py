@@ -27,7 +27,7 @@ from kdrepro.engine.checkpoint import (
     save_torch,
     set_aside,
 )
-from kdrepro.engine.optim import SGD, RMSProp, learning_rate
+from kdrepro.engine.optim import SGD, RMSProp, learning_rate, momentum
 from kdrepro.data.samplers import make_sampler
 from kdrepro.engine.edges import build_edge_modules, edge_key, edge_losses, edge_modules, forward, node_inputs
 from kdrepro.graph import LABELS, Node, RunSpec
@@ -101,21 +101,36 @@ def prepare_model(model: nn.Module, node: Node, device: str | torch.device, comp
 
 
 def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]) -> SGD:
-    """One optimizer over every trainable node and edge module. A node initialised from another run
-    with init_lr_scale != 1 has the rate of its loaded layers (init_layers; all if None) scaled."""
+    """One optimizer over every trainable node and edge module. Modules may carry training rules, as
+    pylearn2 layers do: `lr_scale` multiplies the rate of the module's own parameters (W_lr_scale and
+    b_lr_scale), `max_norm` bounds the norm of each output unit's weights after every step
+    (max_kernel_norm, max_col_norm; optim.renormalise_). A node initialised from another run with
+    init_lr_scale != 1 has the rate of its loaded layers (init_layers; all if None) scaled further, as
+    the official FitNets code multiplies the layer's own scale by -lrs (scripts/fitnets_training.py
+    lines 283-290)."""
     o = spec.optimizer
-    trainable, scales = [], []
+    trainable, scales, max_norms = [], [], []
+
+    def add(module: nn.Module, loaded_scale: float = 1.0, loaded_layers: tuple[str, ...] | None = ()) -> None:
+        """Every parameter of `module`; `loaded_scale` also scales those under `loaded_layers` (None: all)."""
+        for path, owner in module.named_modules():
+            for name, p in owner.named_parameters(recurse=False):
+                loaded = loaded_layers is None or under(f"{path}.{name}" if path else name, loaded_layers)
+                if name == "weight" and getattr(owner, "max_norm", None):
+                    max_norms.append((len(trainable), owner.max_norm, p.dim() - 1))
+                trainable.append(p)
+                scales.append(getattr(owner, "lr_scale", 1.0) * (loaded_scale if loaded else 1.0))
+
     for n in spec.nodes:
         if n.trainable:
-            for name, p in models[n.name].named_parameters():
-                trainable.append(p)
-                loaded = n.init_from and (n.init_layers is None or under(name, n.init_layers))
-                scales.append(n.init_lr_scale if loaded else 1.0)
-    extra = [p for module in edge_modules(spec, models) for p in module.parameters()]
-    trainable, scales = trainable + extra, scales + [1.0] * len(extra)
+            add(models[n.name], n.init_lr_scale, n.init_layers if n.init_from else ())
+    for module in edge_modules(spec, models):
+        add(module)
     if o.kind == "rmsprop":
-        return RMSProp(trainable, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay, lr_scales=scales)
-    return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, lr_scales=scales)
+        return RMSProp(trainable, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay, lr_scales=scales,
+                       max_norms=max_norms)
+    return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, lr_scales=scales,
+               max_norms=max_norms)
 
 
 def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, data: DeviceData,
@@ -129,6 +144,7 @@ def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, dat
     for module in edge_modules(spec, models):
         module.train()
     steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
+    optimizer.momentum = momentum(spec, epoch)
     sums = torch.zeros(len(spec.edges) + 1, device=data.device)
     autocast = torch.autocast(data.device.type, torch.bfloat16, enabled=precision == "bf16")
     for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator, sampler)):
