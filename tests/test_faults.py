@@ -24,7 +24,8 @@ from kdrepro import config as settings
 from kdrepro.data import DatasetError, dataset_meta, load_dataset
 from kdrepro.engine import TrainingError, WriteError, train_run
 from kdrepro.engine.checkpoint import DamagedCheckpoint, load_checkpoint
-from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME, training_problem
+from kdrepro.engine.records import training_problem
+from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME
 from kdrepro.assemble import build_registry
 from kdrepro.graph import Optimizer, RunSpec, SpecError
 from kdrepro.io import file_lock

@@ -20,8 +20,8 @@ from torch.func import functional_call, grad, vmap
 
 from kdrepro.engine.edges import edge_losses
 from kdrepro.engine.optim import learning_rate, momentum
+from kdrepro.engine.records import Progress, rows_to_csv, summarise
 from kdrepro.engine.train import (
-    Progress,
     TrainingError,
     build_models,
     claimed,
@@ -31,8 +31,6 @@ from kdrepro.engine.train import (
     frozen_logits,
     load_data,
     make_optimizer,
-    rows_to_csv,
-    summarise,
     training_progress,
     write_outputs,
 )
