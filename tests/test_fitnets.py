@@ -65,7 +65,7 @@ def test_the_paper_architectures_count_as_published_where_the_architecture_is_ex
     assert create_model("fitnet4", 10).get_submodule("embedding") is not None
 
 
-# FitNets Table 5: # layers, # params, # mult (shared/reference/papers.md §3.4, [SOURCE-DOC])
+# FitNets Table 5: # layers, # params, # mult (docs/protocols/fitnets.md, [SOURCE-DOC])
 TABLE5 = {"fitnet1": (11, 250e3, 30e6), "fitnet2": (11, 862e3, 108e6), "fitnet3": (13, 1.6e6, 392e6), "fitnet4": (19, 2.5e6, 382e6)}
 
 

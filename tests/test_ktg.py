@@ -200,7 +200,7 @@ def test_linear_gate_rises_to_one_with_the_update_counter(ktg, tmp_path, monkeyp
 
 def test_wrn_28_2_has_the_official_size():
     count = sum(p.numel() for p in create_model("wrn28_2", 100).parameters())
-    assert count == 1_479_220  # the standard WRN-28-2 on 100 classes (papers.md §4.2: about 1.5M)
+    assert count == 1_479_220  # the standard WRN-28-2 on 100 classes (docs/protocols/ktg.md: about 1.5M)
     assert sum(p.numel() for p in create_model("resnet32", 100, shortcut="zeropad").parameters()) == 470_004
     assert sum(p.numel() for p in create_model("resnet110", 100, shortcut="zeropad").parameters()) == 1_733_812
     out = create_model("wrn28_2", 10, 1, 32, width=0.25)(torch.randn(2, 1, 32, 32))

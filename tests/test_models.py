@@ -5,7 +5,7 @@ import torch
 
 from kdrepro.models import FeatureTap, ModelError, create_model, list_models, model_info
 
-# [COMPUTED] in shared/reference/papers.md §1.2 from the official layer lists (CIFAR-10 / CIFAR-100 heads)
+# [COMPUTED] in docs/protocols/takd.md from the official layer lists (CIFAR-10 / CIFAR-100 heads)
 PARAMS = {
     "plane2": (13_082, 215_172), "plane4": (37_338, 475_652), "plane6": (82_778, 1_107_204),
     "plane8": (327_962, 1_246_276), "plane10": (2_487_850, 2_931_460),

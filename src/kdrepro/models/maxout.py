@@ -14,7 +14,7 @@ map). Each model carries `hint_layer` (the module path a FitNet student is guide
 teachers) or `guided_layer` (the path of its guided layer, on students); `hint_layers(arch)` gives
 them without building the model.
 
-Architectures and their provenance (shared/reference/papers.md §3.2):
+Architectures and their provenance (docs/protocols/fitnets.md):
   fitnet4               the 19-layer CIFAR FitNet of the official YAML (yaml/cifar10_fitnet19_all.yaml), EXACT;
                         guided layer h10 (`hints: [[10, 1]]`). Its FC has the YAML's 5 pieces, so it counts
                         2.74M parameters against Table 5's ~2.5M (2.545M with 2 pieces, as FitNets 1-3)

@@ -39,7 +39,7 @@ def caption(registry: Registry, title: str, note: str, results: Results, paper_s
         f"Ours: {results.protocol_text}, mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
     ]
     if paper_source:
-        parts.append(f"Paper values: {paper_source}; tags as in shared/reference/papers.md (UNVERIFIED = not checked against the PDF).")
+        parts.append(f"Paper values: {paper_source}; the tags are explained in docs/protocols.md (UNVERIFIED = not checked against the PDF).")
     return " ".join(p for p in parts if p)
 
 
