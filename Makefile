@@ -3,7 +3,8 @@
 #   make test   the test suite, without the slow real checks (a few minutes)
 # and `make test-slow`: those real checks (the whole smoke DAG of every paper, the real SLURM run);
 # CI runs both.
-# Both create .venv from the pinned requirements and make sure Fashion-MNIST is on disk first.
+# Both create .venv from the pinned requirements and make sure Fashion-MNIST is on disk first; `make run`
+# also removes the locks of a Snakemake that was killed, when no other Snakemake works here.
 VENV ?= .venv
 CORES ?= 2
 # the workflow's jobs call the `kdrepro` command: the venv's bin comes first on their PATH
@@ -11,6 +12,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: run test test-slow setup
 run: setup
+	bash workflow/scripts/unlock_stale.sh
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: setup

@@ -60,6 +60,15 @@ def test_bilinear_and_mmd_kernels():
     assert mmd.diagonal().abs().max() < 1e-5
 
 
+def test_mmd_kernel_diagonal_is_exactly_zero_and_its_gradient_finite():
+    # through the Gram matrix the diagonal is float32 round-off; its square root reached ~1e-3 here before
+    f = torch.randn(128, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    mmd = correlation_matrix(f, "mmd")
+    assert torch.equal(mmd.diagonal(), torch.zeros(128))
+    mmd.sum().backward()
+    assert torch.isfinite(f.grad).all()
+
+
 def test_cc_loss_matches_a_hand_computation():
     teacher = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # cos = 0
     student = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # cos = 0.6
@@ -257,6 +266,24 @@ def test_default_setting_shares_takd_runs_and_stays_small():
     assert any("resnet56-resnet20" in r for r in table1.runs) and any("cifar100" in r for r in table1.runs)
 
 
+def test_sampler_ablation_reads_k_as_images_per_class_and_checks_it_naming_the_key():
+    from kdrepro.config import ConfigError
+
+    reg = build_registry(setting("config"))
+    runs = reg.targets["cckd_ablation_sampler"].runs
+    cur = reg.runs[next(r for r in runs if "-cur-k16/" in r)]
+    assert cur.sampler == {"name": "cur", "samples_per_class": 16} and cur.batch_size == 128  # 8 classes x 16 images
+    sur = reg.runs[next(r for r in runs if "-sur4-k64/" in r)]
+    assert sur.sampler == {"name": "sur", "superclasses": 4, "samples_per_superclass": 64, "node": "teacher"}
+    other = build_registry(setting("config", cckd={"cur": {"k": [4], "reading": "classes_per_batch"}}))
+    assert any(r.endswith("-cur-c4/s0") for r in other.targets["cckd_ablation_sampler"].runs)
+    # refused with the setting, before any registry is built
+    with pytest.raises(ConfigError, match="config key cckd.cur.k.0: 12 does not divide the batch of 128"):
+        setting("config", cckd={"cur": {"k": [12]}})
+    with pytest.raises(ConfigError, match="config key cckd.cur.k.0: a batch of 128 would hold 64 classes, but there are 10"):
+        setting("config", cckd={"cur": {"k": [2]}})
+
+
 @needs_fashion_mnist
 @pytest.mark.workflow
 @pytest.mark.slow
@@ -278,7 +305,7 @@ def test_smoke_run_of_the_cckd_targets(smoke_dag):
                    capture_output=True)
     claims = (wd / "results/smoke/claims.md").read_text()
     for claim in ("CC+KD beats KD alone", "Gaussian RBF kernel beats bilinear and MMD", "higher Taylor order P helps",
-                  "CUR k=2 batches beat random batches", "SUR batches beat random batches"):
+                  "CUR k=32 batches beat random batches", "SUR batches beat random batches"):
         assert claim in claims
     line = next(x for x in claims.splitlines() if "CC+KD beats KD alone" in x)
     assert "inconclusive" not in line

@@ -4,6 +4,7 @@ fitnets targets (RMSProp and per-parameter learning-rate scales: test_optim.py).
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,10 +12,11 @@ from conftest import needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
 from kdrepro.engine import train_run
 from kdrepro.engine.edges import edge_losses
+from kdrepro.engine.optim import renormalise_
 from kdrepro.engine.train import build_models, make_optimizer
-from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, SpecError
+from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
-from kdrepro.models import FeatureTap, create_model
+from kdrepro.models import FeatureTap, create_model, model_info
 from kdrepro.models.layers import MaxoutConv2d, MaxoutLinear
 from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutNet, budget_error, count_layers, count_multiplications,
                                    count_weights, hint_layers)
@@ -61,6 +63,102 @@ def test_the_paper_architectures_count_as_published_where_the_architecture_is_ex
     assert round(count_layers(ARCHS["fitnet1"], 10, 3, 32)[0] / 1e6) == 30  # ~30M
     assert round(count_layers(ARCHS["fitnet_mnist"], 10, 1, 28)[1] / 1e3) == 36  # ~36K (the paper says ~30K)
     assert create_model("fitnet4", 10).get_submodule("embedding") is not None
+
+
+# FitNets Table 5: # layers, # params, # mult (shared/reference/papers.md §3.4, [SOURCE-DOC])
+TABLE5 = {"fitnet1": (11, 250e3, 30e6), "fitnet2": (11, 862e3, 108e6), "fitnet3": (13, 1.6e6, 392e6), "fitnet4": (19, 2.5e6, 382e6)}
+
+
+@pytest.mark.parametrize("arch", sorted(TABLE5))
+def test_fitnets_count_the_layers_parameters_and_multiplications_of_table_5(arch):
+    layers, params, mult = TABLE5[arch]
+    counted_mult, counted_params = count_layers(ARCHS[arch], 10, 3, 32)
+    assert model_info(arch)["depth"] == layers
+    assert counted_mult == pytest.approx(mult, rel=0.02)
+    if arch == "fitnet4":  # the official YAML's FC has 5 pieces (2.74M); Table 5 counts it with 2, as FitNets 1-3 here
+        assert counted_params == 2_736_712
+        two_pieces = [FC(500, 2) if isinstance(layer, FC) else layer for layer in ARCHS[arch]]
+        assert count_layers(two_pieces, 10, 3, 32)[1] == pytest.approx(params, rel=0.02)
+    else:
+        assert counted_params == pytest.approx(params, rel=0.02)
+    model = create_model(arch, 10)  # the built network counts as its layer list
+    assert (count_weights(model), count_multiplications(model, 3, 32)) == (counted_params, counted_mult)
+
+
+def test_the_cifar_teacher_counts_table_5s_parameters_and_multiplications():
+    mult, params = count_layers(ARCHS["maxout_teacher_cifar"], 10, 3, 32)
+    assert model_info("maxout_teacher_cifar")["depth"] == 5  # Table 5: 5 layers, ~9M parameters, ~725M multiplications
+    assert params == pytest.approx(9e6, rel=0.05) and mult == pytest.approx(725e6, rel=0.05)
+    model = create_model("maxout_teacher_cifar", 10).eval()
+    assert (count_weights(model), count_multiplications(model, 3, 32)) == (params, mult)
+    # pooled as pylearn2 rounds (up): 32 -> conv 33 -> 16 -> conv 15 -> 7 (the hint) -> conv 9 -> 5
+    with FeatureTap(model, ["features.h1", "features.h2"]) as tap:
+        model(torch.zeros(1, 3, 32, 32))
+    assert tap.features["features.h1"].shape[-1] == 7 and tap.features["features.h2"].shape[-1] == 5
+
+
+def test_teacher_dropout_is_pylearn2s_on_every_layers_input():
+    opts = {"input_include_prob": 0.8, "input_scale": 1.0, "hidden_include_prob": 0.5, "hidden_scale": 2.0}
+    model = create_model("maxout_teacher_cifar", 10, 3, 32, width=0.125, **opts)
+    drops = {name: (m.include_prob, m.scale) for name, m in model.named_modules() if type(m).__name__ == "InputDropout"}
+    assert drops == {"features.h0_dropout": (0.8, 1.0), "features.h1_dropout": (0.5, 2.0), "features.h2_dropout": (0.5, 2.0),
+                     "embedding.1": (0.5, 2.0), "classifier_dropout": (0.5, 2.0)}
+    x = torch.ones(20_000)
+    torch.manual_seed(0)
+    kept = model.features.h0_dropout(x)
+    assert set(kept.unique().tolist()) == {0.0, 1.0} and kept.mean().item() == pytest.approx(0.8, abs=0.01)  # scale 1
+    assert set(model.classifier_dropout(x).unique().tolist()) == {0.0, 2.0}
+    model.eval()
+    assert torch.equal(model.features.h0_dropout(x), x)
+    plain = create_model("fitnet4", 10)  # the FitNets train without dropout
+    assert not any(type(m).__name__ == "InputDropout" for m in plain.modules())
+
+
+def pylearn2_schedule(epochs: int, lr: float, start: int, saturate: int, decay: float, m0: float, m_start: int, m_saturate: int,
+                      final: float) -> list[tuple[float, float]]:
+    """(rate, momentum) of each epoch as pylearn2's LinearDecayOverEpoch and MomentumAdjustor set them (c3fb3c9,
+    training_algorithms/sgd.py lines 933-1012, learning_rule.py lines 167-248): their count starts at the epochs seen (0)
+    and grows by one after each epoch."""
+    step = (lr - lr * decay) / (saturate - start + 1)
+    out = []
+    for count in range(epochs):
+        rate = (lr - step * (count - start + 1) if count < saturate else lr * decay) if count >= start else lr
+        alpha = min(max((count - m_start) / (m_saturate - m_start), 0.0), 1.0)
+        out.append((rate, m0 * (1 - alpha) + alpha * final))
+    return out
+
+
+def test_the_teachers_rate_and_momentum_follow_pylearn2s_schedules():
+    from kdrepro.engine.optim import learning_rate, momentum
+
+    schedule = Schedule("linear", (1, 500), gamma=0.01, reference_epochs=474, final_momentum=0.65, momentum_epochs=(1, 250))
+    spec = RunSpec("t", Data("fashion_mnist"), (Node("student", "maxout_teacher_cifar"),), (Edge(LABELS, "student", "ce"),),
+                   epochs=474, seed=0, optimizer=Optimizer(lr=0.17, momentum=0.5), schedule=schedule)
+    expected = pylearn2_schedule(474, 0.17, 1, 500, 0.01, 0.5, 1, 250, 0.65)
+    ours = [(learning_rate(spec, e), momentum(spec, e)) for e in range(1, 475)]
+    assert ours == [(pytest.approx(r, rel=1e-12), pytest.approx(m, rel=1e-12)) for r, m in expected]
+    assert RunSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(SpecError, match="final_momentum needs optimizer.kind sgd"):
+        RunSpec("t", spec.data, spec.nodes, spec.edges, epochs=1, seed=0, schedule=schedule,
+                optimizer=Optimizer(kind="rmsprop", momentum=0.0))
+
+
+def test_the_cifar_teacher_run_is_trained_as_the_maxout_paper_trains_it():
+    fit = assemble(setting("paper"))[1]["fitnets"]
+
+    def spec(method, arch, dataset):
+        return next(reversed(fit.specs(method, arch, None, dataset, 20).values()))
+
+    teacher = spec("scratch", "maxout_teacher_cifar", "cifar10")
+    assert teacher.epochs == 474 and teacher.batch_size == 128
+    assert (teacher.optimizer.kind, teacher.optimizer.lr, teacher.optimizer.momentum) == ("sgd", 0.17, 0.5)
+    assert (teacher.schedule.kind, teacher.schedule.milestones, teacher.schedule.gamma) == ("linear", (1, 500), 0.01)
+    assert (teacher.schedule.final_momentum, teacher.schedule.momentum_epochs) == (0.65, (1, 250))
+    assert (teacher.data.crop_padding, teacher.data.flip) == (4, True)  # WindowAndFlip(pad_randomized 4)
+    assert teacher.node("student").options["input_include_prob"] == 0.8 and teacher.node("student").options["hidden_scale"] == 2.0
+    student = spec("scratch", "fitnet4", "cifar10")
+    assert student.optimizer.kind == "rmsprop" and student.data.crop_padding == 8 and "input_include_prob" not in student.nodes[0].options
+    assert spec("scratch", "maxout_teacher_mnist", "mnist").optimizer.kind == "rmsprop"  # the students' recipe
 
 
 @pytest.mark.parametrize("budget", [30e6, 107e6, 3e6])
@@ -141,6 +239,72 @@ def test_gate_options_are_checked_and_left_out_of_old_hashes():
     assert RunSpec.from_dict(decayed.to_dict()) == decayed
 
 
+def one_step(options: dict, kind: str) -> tuple[dict, dict]:
+    """The weights of a width-1/16 FitNet 4 (in float64) before and after one engine optimizer step on a fixed batch."""
+    spec = RunSpec("t", Data("fashion_mnist"), (Node("student", "fitnet4", options),), (Edge(LABELS, "student", "ce"),),
+                   epochs=1, seed=0, optimizer=Optimizer(kind=kind, lr=0.01, momentum=0.0, alpha=0.9, eps=1e-5))
+    torch.manual_seed(0)
+    model = create_model("fitnet4", 10, 1, 32, **options).double()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = make_optimizer(spec, {"student": model})
+    x, y = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64), torch.arange(8)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+    return before, dict(model.named_parameters())
+
+
+@pytest.mark.parametrize("kind", ["sgd", "rmsprop"])
+def test_a_conv_layers_update_is_its_lr_scale_times_the_unscaled_one(kind):
+    """The official FitNet YAMLs train every maxout conv layer's weights and biases at W_lr_scale = b_lr_scale = 0.05."""
+    opts = {"width": 0.0625, "init_range": 0}
+    before, unscaled = one_step(opts, kind)
+    _, scaled = one_step({**opts, "conv_lr_scale": 0.05}, kind)
+    for name in ("features.h0.0.conv.weight", "features.h4.0.conv.bias", "features.h16.0.conv.weight"):
+        assert torch.allclose(scaled[name] - before[name], 0.05 * (unscaled[name] - before[name]), rtol=1e-9, atol=1e-15), name
+    for name in ("embedding.1.linear.weight", "classifier.weight"):  # the maxout FC and softmax keep the base rate
+        assert torch.equal(scaled[name], unscaled[name]), name
+
+
+def pylearn2_max_norm(W: np.ndarray, max_norm: float, axis) -> np.ndarray:
+    """lisa-lab/pylearn2 c3fb3c9, pylearn2/models/maxout.py lines 753-760 (MaxoutConvC01B, W in c01b layout, norms
+    over axes (0, 1, 2)) and 307-314 (Maxout, W in x out, norms over axis 0), in numpy."""
+    norms = np.sqrt(np.sum(np.square(W), axis=axis, keepdims=True))
+    desired = np.clip(norms, 0, max_norm)
+    return W * (desired / (1e-7 + norms))
+
+
+def test_max_norm_renormalises_kernels_and_columns_exactly_as_pylearn2():
+    g = torch.Generator().manual_seed(0)
+    conv = torch.randn(6, 4, 3, 3, generator=g, dtype=torch.float64)  # torch (out, in, kh, kw)
+    conv[0] *= 10  # one kernel far over the limit, the others under it
+    expected = pylearn2_max_norm(conv.permute(1, 2, 3, 0).numpy(), 1.9365, (0, 1, 2))  # pylearn2's c01b: (in, kh, kw, out)
+    renormalise_(conv, 1.9365, 3)
+    assert np.allclose(conv.permute(1, 2, 3, 0).numpy(), expected, rtol=0, atol=1e-15)
+    assert conv[0].norm().item() == pytest.approx(1.9365, rel=1e-6) and conv[1:].flatten(1).norm(dim=1).max() < 1.9365
+    linear = torch.randn(5, 7, generator=g, dtype=torch.float64) * torch.tensor([[1.0], [0.1], [3.0], [0.5], [2.0]])
+    expected = pylearn2_max_norm(linear.t().numpy(), 1.9, 0)  # pylearn2's W: (in, out), a column per unit
+    renormalise_(linear, 1.9, 1)
+    assert np.allclose(linear.t().numpy(), expected, rtol=0, atol=1e-15)
+
+
+def test_the_engine_constrains_the_weights_a_step_updates():
+    opts = {"width": 0.0625, "init_range": 0, "max_kernel_norm": 0.9, "max_col_norm": 1.9, "softmax_max_col_norm": 1.9365}
+    spec = RunSpec("t", Data("fashion_mnist"), (Node("student", "fitnet1", opts),), (Edge(LABELS, "student", "ce"),), epochs=1,
+                   seed=0, optimizer=Optimizer(kind="rmsprop", lr=0.01, momentum=0.0, alpha=0.9, eps=1e-5))
+    model = create_model("fitnet1", 10, 1, 32, **opts)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)  # every unit over its limit (PyTorch's init puts a kernel's norm near 0.58)
+    optimizer = make_optimizer(spec, {"student": model})
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 32, 32)), torch.arange(4)).backward()
+    optimizer.step()
+    kernels = [m.conv.weight for m in model.modules() if isinstance(m, MaxoutConv2d)]
+    limit = lambda x: pytest.approx(x, rel=1e-6)  # noqa: E731  (float32)
+    assert all(w.flatten(1).norm(dim=1).max().item() == limit(0.9) for w in kernels)
+    assert model.embedding[1].linear.weight.norm(dim=1).max().item() == limit(1.9)
+    assert model.classifier.weight.norm(dim=1).max().item() == limit(1.9365)
+
+
 def test_templates_and_guided_layers():
     assert parse("fitnet:fitnet4") == ("fitnet", "fitnet4", None)
     assert parse("kd:fitnet_depth7@30") == ("kd", "fitnet_depth7", 30.0)
@@ -158,6 +322,8 @@ def test_paper_module_builds_the_two_stages_and_the_baselines():
     fitnet = runs["fitnets/fashion_mnist/fitnet/maxout_teacher_cifar-fitnet4/s0"]
     assert [e.loss for e in hint.edges] == ["fitnets_hint"]  # no label edge in stage 1
     assert hint.edges[0].options["source_layer"] == "features.h1" and hint.edges[0].options["target_layer"] == "features.h10"
+    assert hint.edges[0].options["max_kernel_norm"] == 0.9  # the regressor's mkn (fitnets_training.py line 32)
+    assert hint.node("student").options["conv_lr_scale"] == 0.05 and hint.node("student").options["max_kernel_norm"] == 0.9
     student = fitnet.node("student")
     assert student.init_from == hint.name and student.init_layers == guided_layers("fitnet4")
     assert fitnet.dependencies == sorted([hint.name, "fitnets/fashion_mnist/scratch/maxout_teacher_cifar/s0"])

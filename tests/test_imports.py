@@ -10,10 +10,12 @@ PACKAGE = REPO / "src" / "kdrepro"
 
 # lowest first; a module may import its own layer's modules and the layers below
 LAYERS = [
-    ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.config", "kdrepro.kernels"),
+    ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.kernels", "kdrepro.typecheck"),
     ("kdrepro.models", "kdrepro.data"),
     ("kdrepro.losses",),
-    ("kdrepro.graph",),
+    # what to run, checked against the registries below: a run spec, and a setting (its cross-field checks
+    # read the datasets' sizes and the model families)
+    ("kdrepro.graph", "kdrepro.config"),
     ("kdrepro.engine", "kdrepro.search", "kdrepro.cluster", "kdrepro.bench"),
     ("kdrepro.experiments",),
     ("kdrepro.report",),

@@ -46,6 +46,15 @@ def test_resnet_zeropad_shortcut_is_the_parameter_free_option_a():
     assert create_model("resnet20", 10, shortcut="zeropad")(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_zeropad_shortcut_is_the_strided_identity_followed_by_zero_channels():
+    # the KTG code's DownsampleA: torch.cat((x, x.mul(0)), 1) after a stride-2 subsampling (somaminami/DCL lib/models.py)
+    block = create_model("resnet20", 10, shortcut="zeropad").layer2[0]
+    x = torch.randn(2, 16, 8, 8)
+    out = block.shortcut(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and torch.equal(out[:, 16:], torch.zeros(2, 16, 4, 4))
+
+
 def test_book_and_width_options():
     assert count(create_model("plane2", 10, book="cifar100")) == 32 * 27 + 32 + 64 + 32 * 9 * 32 + 32 + 64 + 32 * 64 * 10 + 10
     half = create_model("resnet8", 10, width=0.5)

@@ -11,6 +11,7 @@ from kdrepro.data.samplers import (
     SuperclassUniformSampler,
     kmeans,
     make_sampler,
+    sampler_tag,
 )
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec, SpecError
 
@@ -33,10 +34,38 @@ def test_random_sampler_is_the_default_order_bit_for_bit():
     assert torch.equal(torch.cat([b[2] for b in default]), torch.randperm(240, generator=torch.Generator().manual_seed(3)))
 
 
+@pytest.mark.parametrize("k", [4, 6, 8, 12])
+def test_cur_batch_holds_exactly_k_images_of_each_of_batch_over_k_classes(k):
+    """CCKD Sec. 3.4: the CUR sampler takes k samples of each class it draws (the paper's reading of k)."""
+    data = DeviceData(*toy())  # 6 classes of 40 images, batches of 24
+    epoch = batches(data, ClassUniformSampler(samples_per_class=k))
+    assert sum(len(b[1]) for b in epoch) == data.n_train and len(epoch) == 10  # as many steps as random batches
+    for images, labels, index in epoch:
+        counts = labels.bincount(minlength=6)
+        assert (counts > 0).sum() == 24 // k and set(counts[counts > 0].tolist()) == {k}
+        assert torch.equal(labels, data.splits["train"][1][index])
+        assert len(index.unique()) == len(index)  # no image twice in a batch
+
+
+def test_cur_checks_k_against_the_batch_and_the_classes_naming_the_key():
+    labels = torch.arange(240) % 6  # 6 classes of 40
+    with pytest.raises(SamplerError, match="samples_per_class = 5 does not divide batch_size 24"):
+        ClassUniformSampler(samples_per_class=5).order(labels, 24, torch.Generator())
+    with pytest.raises(SamplerError, match=r"samples_per_class = 48 exceeds the smallest class \(40 images"):
+        ClassUniformSampler(samples_per_class=48).order(labels, 96, torch.Generator())
+    with pytest.raises(SamplerError, match="samples_per_class = 2 asks for batch_size / samples_per_class = 12 classes"):
+        ClassUniformSampler(samples_per_class=2).order(labels, 24, torch.Generator())
+    for both_or_none in ({}, {"samples_per_class": 4, "classes_per_batch": 2}):
+        with pytest.raises(SamplerError, match="exactly one of samples_per_class"):
+            ClassUniformSampler(**both_or_none)
+    with pytest.raises(SpecError, match="sampler: cur: samples_per_class = 5 does not divide batch_size 24"):
+        spec(sampler={"name": "cur", "samples_per_class": 5}, batch_size=24)  # at spec time, before any training
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 6])
-def test_cur_batches_hold_k_classes_in_equal_shares(k):
+def test_cur_read_as_classes_per_batch_holds_k_classes_in_equal_shares(k):
     data = DeviceData(*toy())
-    epoch = batches(data, ClassUniformSampler(k))
+    epoch = batches(data, ClassUniformSampler(classes_per_batch=k))
     assert sum(len(b[1]) for b in epoch) == data.n_train and len(epoch) == 10  # as many steps as random batches
     for images, labels, index in epoch:
         counts = labels.bincount(minlength=6)
@@ -47,7 +76,8 @@ def test_cur_batches_hold_k_classes_in_equal_shares(k):
 
 def test_cur_is_deterministic_from_the_generator_and_covers_the_classes_evenly():
     data = DeviceData(*toy())
-    first, again, other = batches(data, ClassUniformSampler(2)), batches(data, ClassUniformSampler(2)), batches(data, ClassUniformSampler(2), seed=4)
+    cur = lambda: ClassUniformSampler(samples_per_class=12)  # noqa: E731
+    first, again, other = batches(data, cur()), batches(data, cur()), batches(data, cur(), seed=4)
     assert all(torch.equal(a[2], b[2]) for a, b in zip(first, again))
     assert not all(torch.equal(a[2], b[2]) for a, b in zip(first, other))
     # within a class, samples come from a permutation of the class: no image twice before all were seen
@@ -59,7 +89,7 @@ def test_cur_is_deterministic_from_the_generator_and_covers_the_classes_evenly()
 
 def test_cur_remainder_and_small_class_count():
     labels = torch.arange(50) % 3
-    order = ClassUniformSampler(5).order(labels, 10, torch.Generator().manual_seed(0))  # only 3 classes: all 3 per batch
+    order = ClassUniformSampler(classes_per_batch=5).order(labels, 10, torch.Generator().manual_seed(0))  # 3 classes: all 3
     assert len(order) == 50
     first = labels[order[:10]].bincount(minlength=3).tolist()
     assert sorted(first) == [3, 3, 4]
@@ -94,6 +124,19 @@ def test_sur_clusters_classes_by_mean_embedding_and_balances_superclasses():
     assert torch.equal(order, sampler.order(labels, 24, torch.Generator().manual_seed(5)))
 
 
+def test_sur_batch_holds_exactly_k_images_of_each_of_batch_over_k_superclasses():
+    embeddings, labels = clustered_embeddings()  # 2 superclasses of 3 classes, 120 images each
+    sampler = SuperclassUniformSampler(superclasses=2, samples_per_superclass=12)
+    sampler.prepare(embeddings, labels, torch.Generator().manual_seed(0))
+    order = sampler.order(labels, 24, torch.Generator().manual_seed(5))
+    for start in range(0, len(order), 24):
+        assert sampler.superclass_of[labels[order[start:start + 24]]].bincount(minlength=2).tolist() == [12, 12]
+    too_small = SuperclassUniformSampler(superclasses=2, samples_per_superclass=6)
+    too_small.prepare(embeddings, labels, torch.Generator().manual_seed(0))
+    with pytest.raises(SamplerError, match="samples_per_superclass = 6 asks for batch_size / samples_per_superclass = 4 superclasses"):
+        too_small.order(labels, 24, torch.Generator())
+
+
 def test_sur_with_one_superclass_per_batch_keeps_each_batch_inside_one():
     embeddings, labels = clustered_embeddings()
     sampler = SuperclassUniformSampler(superclasses=2, superclasses_per_batch=1)
@@ -105,15 +148,17 @@ def test_sur_with_one_superclass_per_batch_keeps_each_batch_inside_one():
 
 def test_sur_needs_prepare_and_no_more_superclasses_than_classes():
     with pytest.raises(SamplerError, match="prepare"):
-        SuperclassUniformSampler(2).order(torch.arange(10) % 2, 4, torch.Generator())
+        SuperclassUniformSampler(2, superclasses_per_batch=1).order(torch.arange(10) % 2, 4, torch.Generator())
     embeddings, labels = clustered_embeddings()
     with pytest.raises(SamplerError, match="7 superclasses"):
-        SuperclassUniformSampler(7).prepare(embeddings, labels, torch.Generator())
+        SuperclassUniformSampler(7, samples_per_superclass=4).prepare(embeddings, labels, torch.Generator())
 
 
 def test_make_sampler_names_bad_input():
     assert isinstance(make_sampler(None), RandomSampler)
-    assert make_sampler({"name": "cur", "classes_per_batch": 4}).classes_per_batch == 4
+    assert make_sampler({"name": "cur", "samples_per_class": 4}).k == 4
+    assert sampler_tag({"name": "cur", "samples_per_class": 16}) == "cur-k16"
+    assert sampler_tag({"name": "sur", "superclasses": 4, "superclasses_per_batch": 2}) == "sur4-c2"
     with pytest.raises(SamplerError, match="unknown sampler 'curr'"):
         make_sampler({"name": "curr"})
     with pytest.raises(SamplerError, match="no option 'k'"):
@@ -131,7 +176,7 @@ def spec(**kw):
 def test_spec_sampler_is_validated_round_trips_and_enters_the_hash_only_when_set():
     plain = spec()
     assert "sampler" not in str(plain.config_hash) and plain.sampler is None
-    cur = spec(sampler={"name": "cur", "classes_per_batch": 2})
+    cur = spec(sampler={"name": "cur", "samples_per_class": 16})
     assert cur.config_hash != plain.config_hash
     assert RunSpec.from_dict(cur.to_dict()) == cur and RunSpec.from_dict(cur.to_dict()).config_hash == cur.config_hash
     # a spec written before the field existed (no "sampler" key) keeps its hash
@@ -141,8 +186,8 @@ def test_spec_sampler_is_validated_round_trips_and_enters_the_hash_only_when_set
     import json
     identity = dict(old, data={k: v for k, v in old["data"].items() if k not in ("root", "download")})
     assert plain.config_hash == hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    spec(sampler={"name": "sur", "superclasses": 2, "node": "teacher"})
+    spec(sampler={"name": "sur", "superclasses": 2, "samples_per_superclass": 64, "node": "teacher"})
     with pytest.raises(SpecError, match="frozen node"):
-        spec(sampler={"name": "sur", "superclasses": 2, "node": "student"})
+        spec(sampler={"name": "sur", "superclasses": 2, "samples_per_superclass": 64, "node": "student"})
     with pytest.raises(SpecError, match="unknown sampler"):
         spec(sampler={"name": "balanced"})

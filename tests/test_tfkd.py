@@ -6,6 +6,8 @@ import math
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from conftest import needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
@@ -63,8 +65,8 @@ def test_official_tfkd_reg_teacher_is_nearly_uniform_and_the_loss_matches_a_hand
     logits = torch.linspace(-1, 1, k)[None]
     log_q = torch.log_softmax(logits, 1)[0].tolist()
     kl = top * (math.log(top) - log_q[3]) + sum(rest * (math.log(rest) - log_q[j]) for j in range(k) if j != 3)
-    loss = LOSSES["tfkd_reg"](None, logits, torch.tensor([3]), correct_prob=a, temperature=tau, form="official", multiplier=multiplier)
-    assert loss.item() == pytest.approx(multiplier * kl / k, rel=1e-5)
+    loss = LOSSES["tfkd_reg"](None, logits, torch.tensor([3]), correct_prob=a, temperature=tau, form="official", class_reduction="mean")
+    assert multiplier * loss.item() == pytest.approx(multiplier * kl / k, rel=1e-5)
 
 
 def test_paper_tfkd_reg_is_kd_from_the_tempered_virtual_teacher():
@@ -129,20 +131,90 @@ def test_substitutions_share_runs_and_de_kd_reads_snapshots():
     assert "resnet50 → resnet18" in note and "mobilenet {'width': 0.125}" in note
 
 
-def test_protocols_set_the_kd_reduction_and_the_multipliers():
-    paper = build_registry(setting("config")).runs
-    official = build_registry(setting("config", protocol="official")).runs
-    edge = lambda runs, name, loss: next(e for e in runs[name].edges if e.loss == loss)  # noqa: E731
-    self_run = "tfkd/fashion_mnist/self/resnet18/s0"
-    assert edge(paper, self_run, "kd").options["class_reduction"] == "sum" and edge(paper, self_run, "kd").weight == 0.95
-    # the official ResNet18 self-training multiplies its KL (averaged over the classes) by 50
-    assert edge(official, self_run, "kd").options["class_reduction"] == "mean" and edge(official, self_run, "kd").weight == 0.95 * 50
-    reg = edge(official, "tfkd/fashion_mnist/reg/resnet18/s0", "tfkd_reg")
-    assert reg.options == {"correct_prob": 0.99, "temperature": 20, "form": "official", "multiplier": 100} and reg.weight == 0.1
-    assert edge(paper, "tfkd/fashion_mnist/reg/resnet18/s0", "tfkd_reg").options["form"] == "paper"
-    # the learning rate follows the batch size as in the official code
-    assert build_registry(setting("config", tfkd={"batch_size": 64})) \
-        .runs[self_run].optimizer.lr == pytest.approx(0.05)
+def official_tfkd_loss(outputs, labels, teacher_outputs, alpha, temperature, multiplier=1.0):
+    """yuanli2333/Teacher-free-Knowledge-Distillation d000ab3, my_loss_function.py lines 13-15 (loss_kd) and
+    26-28 (loss_kd_self: the same times params.multiplier), as the official code writes them."""
+    loss_ce = F.cross_entropy(outputs, labels)
+    kl = nn.KLDivLoss()(F.log_softmax(outputs / temperature, dim=1), F.softmax(teacher_outputs / temperature, dim=1))
+    return (1.0 - alpha) * loss_ce, alpha * kl * temperature**2 * multiplier
+
+
+def official_reg_loss(outputs, labels, alpha, temperature, multiplier, correct_prob=0.99):
+    """my_loss_function.py lines 38-49 (loss_kd_regularization)."""
+    k = outputs.size(1)
+    teacher_soft = torch.full_like(outputs, (1 - correct_prob) / (k - 1)).scatter_(1, labels[:, None], correct_prob)
+    regularization = nn.KLDivLoss()(F.log_softmax(outputs, dim=1), F.softmax(teacher_soft / temperature, dim=1)) * multiplier
+    return (1.0 - alpha) * F.cross_entropy(outputs, labels), alpha * regularization
+
+
+def edge_terms(spec, teacher, student, labels):
+    """Each edge's term as the engine weighs it (through gates: weight times the batch mean)."""
+    sources = {"teacher": teacher, LABELS: None}
+    return [e.weight * LOSSES[e.loss](sources[e.source], student, labels, **e.options).mean() for e in spec.edges]
+
+
+def gradient(term, student):
+    return torch.autograd.grad(term, student, retain_graph=True)[0]
+
+
+@pytest.mark.filterwarnings("ignore:reduction")  # the official nn.KLDivLoss() mean, on purpose
+@pytest.mark.parametrize("protocol", ["paper", "official"])
+def test_kd_and_self_edges_have_the_official_kd_to_ce_gradient_ratio_in_both_protocols(protocol):
+    """alpha, T and the multipliers are the official code's, tuned with nn.KLDivLoss()'s 1/K: every KL term
+    keeps that scale in both protocols, so each edge's gradient is the official one (and the KD/CE ratio too)."""
+    runs = build_registry(setting("config", protocol=protocol)).runs
+    g = torch.Generator().manual_seed(0)
+    teacher, labels = 3 * torch.randn(16, 10, generator=g), torch.randint(0, 10, (16,), generator=g)
+    cases = {"tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0": dict(alpha=0.95, temperature=20),  # normal KD, T 20
+             "tfkd/fashion_mnist/self/resnet18/s0": dict(alpha=0.95, temperature=6, multiplier=50)}  # Tf-KD_self x50
+    for name, official in cases.items():
+        student = torch.randn(16, 10, generator=g).requires_grad_()
+        ce, kd = edge_terms(runs[name], teacher, student, labels)
+        official_ce, official_kd = official_tfkd_loss(student, labels, teacher, **official)
+        assert torch.allclose(gradient(kd, student), gradient(official_kd, student), rtol=1e-4, atol=1e-9), name
+        assert torch.allclose(gradient(ce, student), gradient(official_ce, student), rtol=1e-5, atol=1e-9), name
+        ours = gradient(kd, student).norm() / gradient(ce, student).norm()
+        theirs = gradient(official_kd, student).norm() / gradient(official_ce, student).norm()
+        assert ours.item() == pytest.approx(theirs.item(), rel=1e-4), name
+
+
+@pytest.mark.filterwarnings("ignore:reduction")
+def test_tf_kd_reg_edges_keep_the_official_scale_and_the_protocol_picks_the_form():
+    name = "tfkd/fashion_mnist/reg/resnet18/s0"  # ResNet18: reg alpha 0.1, T 20, multiplier 100
+    official = build_registry(setting("config", protocol="official")).runs[name]
+    g = torch.Generator().manual_seed(1)
+    student, labels = torch.randn(16, 10, generator=g).requires_grad_(), torch.randint(0, 10, (16,), generator=g)
+    ce, reg = edge_terms(official, None, student, labels)
+    official_ce, official_reg = official_reg_loss(student, labels, alpha=0.1, temperature=20, multiplier=100)
+    assert torch.allclose(gradient(reg, student), gradient(official_reg, student), rtol=1e-4, atol=1e-9)
+    assert torch.allclose(gradient(ce, student), gradient(official_ce, student), rtol=1e-5, atol=1e-9)
+    paper = next(e for e in build_registry(setting("config")).runs[name].edges if e.loss == "tfkd_reg")
+    assert paper.options == {"correct_prob": 0.99, "temperature": 20, "class_reduction": "mean", "form": "paper"}
+    assert paper.weight == pytest.approx(0.1 * 100)
+
+
+# the official params.json batch of every run that is not 128 (experiments/.../params.json), and some that are
+OFFICIAL_BATCH = {
+    "scratch:resnet50": 64, "scratch:resnext29": 64, "scratch:googlenet": 64, "reg:googlenet": 64, "lsr:googlenet": 64,
+    "self:googlenet": 64, "self:densenet121": 100, "self:resnext29": 64,
+    "kd:resnext29>mobilenetv2": 64, "kd:resnext29>shufflenetv2": 64, "kd:resnet50>resnet18": 64, "kd:resnext29>resnet18": 64,
+    "kd:mobilenetv2>resnext29": 64, "kd:resnet18>resnext29": 64, "kd:shufflenetv2>densenet121": 100,
+    "dekd:resnet50@50>resnet18": 64, "dekd:resnext29@50>resnet18": 64,
+    "scratch:resnet18": 128, "self:resnet18": 128, "kd:resnet18>mobilenetv2": 128, "kd:mobilenetv2>densenet121": 128,
+    "dekd:resnet18@1>mobilenetv2": 128,
+}
+
+
+def test_each_run_trains_at_its_official_params_json_batch_size():
+    tfkd = assemble(setting("paper"))[1]["tfkd"]  # tfkd.batch_size unset: the official ones
+    for template, batch in OFFICIAL_BATCH.items():
+        spec = next(reversed(tfkd.specs(Cell.parse(template), "cifar100", 20).values()))
+        assert (spec.batch_size, spec.optimizer.lr) == (batch, pytest.approx(0.1 * batch / 128)), template  # main.py lr x bs/128
+
+
+def test_the_learning_rate_follows_the_batch_size_as_in_the_official_code():
+    assert build_registry(setting("config", tfkd={"batch_size": 64})).runs["tfkd/fashion_mnist/self/resnet18/s0"].optimizer.lr \
+        == pytest.approx(0.05)
 
 
 @needs_fashion_mnist

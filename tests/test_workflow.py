@@ -52,6 +52,14 @@ def test_bad_config_is_rejected_before_any_job(workdir, override, key):
     assert "train" not in proc.stdout
 
 
+def test_values_that_do_not_fit_the_dataset_are_rejected_before_any_job(workdir):
+    # a valid number, but more images than Fashion-MNIST has: a dry run used to plan every job, which then failed
+    (workdir / "too_many.yaml").write_text("data: {train_subset: 70000}\n")
+    proc = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", "too_many.yaml", check=False)
+    assert proc.returncode != 0 and "rule train" not in proc.stdout and "Job stats" not in proc.stdout
+    assert "config key data.train_subset: 70000 images asked for, but fashion_mnist has 60000" in proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_smoke_run_builds_the_report_and_leaves_nothing_to_do(smoke_dag):
     # each paper's test checks its own tables, figures and claims of this run (test_takd.py, test_tfkd.py, ...)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from kdrepro.config import conform, read_yaml
 from kdrepro.experiments import Registry
 from kdrepro.graph import check_graph
 from kdrepro.papers.base import Paper
@@ -20,7 +19,7 @@ from kdrepro.papers.fitnets import FitNets
 from kdrepro.papers.ktg import KTG
 from kdrepro.papers.takd import TAKD
 from kdrepro.papers.tfkd import TfKD
-from kdrepro.paths import EXPERIMENTS, PAPER_VALUES
+from kdrepro.paths import EXPERIMENTS, EXPERIMENTS_SCHEMA, PAPER_VALUES
 from kdrepro.report.claims import claims_target
 
 PAPERS: list[type[Paper]] = [TAKD, TfKD, CCKD, KTG, FitNets]  # the claims report's order
@@ -30,7 +29,13 @@ def load_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (kdrepro reads its experiment files from the repository it is "
                                 "installed from: `pip install -e .` there)")
-    return yaml.safe_load(path.read_text()) or {}
+    return read_yaml(path) or {}
+
+
+def load_experiment(paper: str, experiments_dir: Path = EXPERIMENTS) -> dict[str, Any]:
+    """A paper's experiment file, checked against its schema (the file and the dotted key are named)."""
+    path = experiments_dir / f"{paper}.yaml"
+    return conform(load_yaml(path), EXPERIMENTS_SCHEMA, where=str(path), definition=paper)
 
 
 def assemble(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS,
@@ -38,7 +43,7 @@ def assemble(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS,
     """All runs, targets and searches of every paper for this (validated) setting, and the papers."""
     registry = Registry(config)
     for paper in PAPERS:
-        registry.experiments[paper.name] = load_yaml(experiments_dir / f"{paper.name}.yaml")
+        registry.experiments[paper.name] = load_experiment(paper.name, experiments_dir)
     papers = {paper.name: paper(registry, registry.experiments[paper.name], load_yaml(paper_values_dir / f"{paper.name}.yaml"))
               for paper in PAPERS}
     for paper in papers.values():

@@ -1,4 +1,4 @@
-"""The `kdrepro` command line: train a run, list runs and targets, render a target, show status.
+"""The `kdrepro` command line: train a run, list runs and targets, render a target, show status, verify files.
 
 It reads config/ and workflow/schemas/ of the repository it is installed from (kdrepro.paths) and writes
 under the working directory's results/, as Snakemake does. Each command imports what it needs inside
@@ -34,8 +34,28 @@ def _overrides(pairs: list[str]) -> dict:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise SystemExit(f"kdrepro: --config {pair}: the value is not valid YAML ({getattr(err, 'problem', err)})") from None
     return out
+
+
+def setting_flag(key: str, convert=str):
+    """An argparse type for a flag that stands for the setting key `key`: its value must pass that key's
+    schema (so --threads 0 or --device gpu0 are refused as the setting would refuse them)."""
+
+    def parse(text: str):
+        from kdrepro import config as settings
+
+        try:
+            value = convert(text)
+            settings.check_key(key, value)
+        except (ValueError, settings.ConfigError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+        return value
+
+    return parse
 
 
 def setting_from(args) -> dict:
@@ -90,7 +110,11 @@ def cmd_train(args) -> None:
     from kdrepro.graph import RunSpec
 
     if args.spec_json:
-        specs, setting = [RunSpec.from_dict(json.loads(args.spec_json))], args.setting
+        try:
+            raw = json.loads(args.spec_json)
+        except json.JSONDecodeError as err:
+            raise SystemExit(f"kdrepro: --spec-json is not valid JSON: {err}") from None
+        specs, setting = [RunSpec.from_dict(raw)], args.setting
     else:
         registry = registry_from(args, config)
         for run in args.run:
@@ -174,9 +198,29 @@ def cmd_render(args) -> None:
         print("\n".join(registry.targets[name].outputs))
 
 
-def cmd_status(args) -> None:
-    import torch
+def resume_progress(run_dir: Path, epochs: int) -> str | None:
+    """What `kdrepro status` says of a run that left resume state (None: it left none)."""
+    from kdrepro.engine import CheckpointError
+    from kdrepro.engine.checkpoint import load_checkpoint
+    from kdrepro.engine.train import PREVIOUS_RESUME, RESUME
 
+    damaged = []
+    for name in (RESUME, PREVIOUS_RESUME):
+        if not (run_dir / name).exists():
+            continue
+        try:
+            epoch = load_checkpoint(run_dir / name)["state"]["epoch"]
+        except CheckpointError:
+            damaged.append(name)
+            continue
+        note = f"; its damaged {damaged[0]} is set aside then" if damaged else ""
+        return f"partial   {epoch}/{epochs} epochs (resumes on the next run{note})"
+    if damaged:
+        return f"partial   {' and '.join(damaged)} damaged (the next run sets them aside and starts again)"
+    return None
+
+
+def cmd_status(args) -> None:
     registry = registry_from(args)
     counts = {"done": 0, "partial": 0, "todo": 0}
     for name in registry.runs:
@@ -187,14 +231,74 @@ def cmd_status(args) -> None:
             metrics = json.loads((run_dir / "metrics.json").read_text())
             state = f"done      best {metrics['best_test_acc']:.2f}  final {metrics['final_test_acc']:.2f}  {metrics['wall_seconds']:.0f}s"
             counts["done"] += 1
-        elif (run_dir / "resume.pt").exists():
-            epoch = torch.load(run_dir / "resume.pt", weights_only=False)["state"]["epoch"]
-            state = f"partial   {epoch}/{registry.runs[name].epochs} epochs (resumes on the next run)"
+        elif (partial := resume_progress(run_dir, registry.runs[name].epochs)) is not None:
+            state = partial
             counts["partial"] += 1
         else:
             state, counts["todo"] = "todo", counts["todo"] + 1
         print(f"{name:60s} {state}")
     print(", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
+def cmd_verify(args) -> None:
+    """Every file of a setting: checkpoints, snapshots and resume states by their content checksum,
+    metrics.json by parsing it, the dataset files by their published checksums; then the snakemake
+    command that retrains the damaged runs (a damaged resume state needs none: its run sets it aside).
+    --set-aside first renames the damaged files, and those runs' checkpoint.pt and metrics.json, out of
+    the way (kept for inspection; `snakemake --force` would delete them)."""
+    from kdrepro import config as settings
+    from kdrepro.data import DatasetError, load_dataset
+    from kdrepro.engine import CheckpointError
+    from kdrepro.engine.checkpoint import load_checkpoint, set_aside
+    from kdrepro.io import file_lock
+    from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME
+
+    given = settings.load(args.configfile or DEFAULT_CONFIG)
+    setting = args.setting or given["setting"]
+    results = Path("results") / setting
+    if not results.is_dir():
+        raise SystemExit(f"kdrepro: {results} does not exist: setting {setting} has no results to verify")
+    if given["setting"] == setting:
+        config, configfile = given, " ".join(args.configfile or [])
+    else:  # the setting as the workflow wrote it down, if it did
+        config = settings.load([results / "setting.json"]) if (results / "setting.json").exists() else None
+        configfile = f"<the settings file of {setting}>"
+    damaged: dict[Path, str] = {}
+    files = sorted(p for folder in ("runs", "search") for p in (results / folder).rglob("*") if p.is_file())
+    for path in files:
+        try:
+            if path.suffix == ".pt" and not path.name.endswith(".stale.pt"):
+                load_checkpoint(path)
+            elif path.name == "metrics.json":
+                json.loads(path.read_text())
+        except (CheckpointError, ValueError) as err:
+            damaged[path] = str(err) if isinstance(err, CheckpointError) else f"{path} is not valid JSON ({err})"
+    datasets = config["datasets"] if config else []
+    for name in datasets:
+        try:
+            load_dataset(name, config["data"]["roots"].get(name), download=False)
+        except DatasetError as err:
+            damaged[Path(name)] = str(err)
+    for problem in damaged.values():
+        print(f"DAMAGED  {problem}")
+    print(f"{len(files)} files of setting {setting} and {len(datasets)} dataset(s) checked: {len(damaged)} damaged"
+          + ("" if datasets else f" (datasets not checked: give the configfile of setting {setting})"))
+    folders = {p.parent for p in damaged if p.is_relative_to(results)}
+    retrain = sorted(d for d in folders if d.is_relative_to(results / "runs")
+                     and any(p.parent == d and p.name not in (RESUME, PREVIOUS_RESUME) for p in damaged))
+    if args.set_aside:
+        for folder in sorted(folders):
+            with file_lock(folder / LOCK, waiting=f"{folder} is training; waiting for it to finish"):
+                outputs = [folder / "checkpoint.pt", folder / "metrics.json"] if folder in retrain else []
+                for path in sorted({*outputs, *(p for p in damaged if p.parent == folder)}):
+                    if path.exists():
+                        print(f"set aside {path} as {set_aside(path).name}")
+    if retrain:
+        print(f"retrain the damaged runs (snakemake later reruns the runs that load them, their inputs being newer):\n"
+              f"  snakemake {' '.join(str(d / 'metrics.json') for d in retrain)} --force"
+              + (f" --configfile {configfile}" if configfile else ""))
+    if damaged:
+        raise SystemExit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,12 +337,18 @@ def main(argv: list[str] | None = None) -> None:
     search.add_argument("--list", action="store_true", help="list the searches of the setting")
     search.set_defaults(func=cmd_search)
     for p in (train, search):  # how a run computes (not what it is): the setting's unless given here
-        p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: the setting's)")
-        p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+        p.add_argument("--device", type=setting_flag("device"), help="cpu, cuda, cuda:N or auto (default: the setting's)")
+        p.add_argument("--threads", type=setting_flag("threads_per_job", int), default=1, help="CPU threads for torch")
         p.add_argument("--cpu-isa", choices=kernels.ISAS, help="pin the CPU kernels to this instruction set (default: the setting's)")
         p.add_argument("--precision", choices=PRECISIONS, help="bf16: train under bf16 autocast (default: the setting's)")
         p.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile the networks; reduce-overhead adds CUDA "
                        "graphs (default: the setting's)")
+
+    verify = with_config(sub.add_parser("verify", help="check every file of a setting: checkpoints, resume states, metrics, datasets"))
+    verify.add_argument("setting", nargs="?", help="the setting whose results/<setting>/ to check (default: the configfile's)")
+    verify.add_argument("--set-aside", action="store_true",
+                        help="rename damaged files (and their runs' checkpoint and metrics) aside, for snakemake to retrain")
+    verify.set_defaults(func=cmd_verify)
 
     bench = sub.add_parser("bench", help="time our KD epoch against the official codebases' loop")
     bench.add_argument("--preset", choices=["gpu", "cpu"], default="cpu",
@@ -268,14 +378,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("search needs a search name or --list")
     from kdrepro.config import ConfigError
     from kdrepro.data import DatasetError
-    from kdrepro.engine import CheckpointError, TrainingError
+    from kdrepro.engine import CheckpointError, TrainingError, WriteError
     from kdrepro.graph import SpecError
     from kdrepro.models import ModelError
     from kdrepro.search import SearchError
 
     try:
         args.func(args)
-    except (ConfigError, SpecError, ModelError, DatasetError, CheckpointError, TrainingError, SearchError,
+    except (ConfigError, SpecError, ModelError, DatasetError, CheckpointError, TrainingError, WriteError, SearchError,
             FileNotFoundError) as err:
         raise SystemExit(f"kdrepro: {err}") from None
     except BrokenPipeError:  # `kdrepro list runs | head`

@@ -1,4 +1,5 @@
-"""Settings: load YAML files, merge them, validate against the workflow's schema, fill defaults."""
+"""Settings: load YAML files, merge them, validate against the workflow's schema, fill defaults, and
+check what the schema cannot: sizes against the datasets, sampler counts, model options."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from typing import Any, Iterable
 
 import yaml
 
+from kdrepro.data import dataset_meta, split_problems
+from kdrepro.models import ModelError, check_model_options, family_models, list_families
 from kdrepro.paths import SCHEMA
+
+MODEL_OPTION_BLOCKS = ("takd", "tfkd", "ktg")  # paper blocks with `model_options`: family -> builder options
 
 
 class ConfigError(ValueError):
@@ -39,18 +44,95 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-def validate(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
-    schema = yaml.safe_load(schema_path.read_text())
-    config = copy.deepcopy(config)
+def conform(data: Any, schema_path: Path, where: str = "config", definition: str | None = None) -> Any:
+    """`data` checked against the schema (or its `$defs` entry `definition`), defaults filled in; the first
+    error is a ConfigError naming `where` and the dotted key."""
+    schema = read_yaml(schema_path)
+    if definition is not None:
+        schema = {**schema, "$ref": f"#/$defs/{definition}"}
+    data = copy.deepcopy(data)
     from jsonschema import Draft202012Validator
 
     validator = _with_defaults(Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ConfigError(f"config key {key}: {err.message}")
+        raise ConfigError(f"{where} key {key}: {err.message}")
+    return data
+
+
+def check_key(key: str, value: Any, schema_path: Path = SCHEMA) -> None:
+    """A value for the top-level setting key `key` (given by a command-line flag that stands for it)."""
+    from jsonschema import Draft202012Validator
+
+    error = next(iter(Draft202012Validator(read_yaml(schema_path)["properties"][key]).iter_errors(value)), None)
+    if error is not None:
+        raise ConfigError(f"{error.message}, as the setting key {key} requires")
+
+
+def validate(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
+    config = conform(config, schema_path)
+    check_consistency(config)
     return config
+
+
+def check_consistency(config: dict[str, Any]) -> None:
+    """The cross-field checks of a schema-valid setting, each error naming its key: subsets, validation
+    and pad_to against each dataset's known sizes, CCKD's sampler counts against its batch and the
+    classes, model options only for known families and of the builders' types."""
+    d = config["data"]
+    metas = [m for m in (dataset_meta(name, d["roots"].get(name)) for name in config["datasets"]) if m is not None]
+    for meta in metas:
+        for key, problem in split_problems(meta, train_subset=d["train_subset"], test_subset=d["test_subset"],
+                                           validation=d["validation"], pad_to=d["pad_to"]).items():
+            raise ConfigError(f"config key data.{key}: {problem}")
+        for paper in ("ktg", "fitnets"):  # their own training subsets
+            for key, problem in split_problems(meta, train_subset=config[paper]["train_subset"]).items():
+                raise ConfigError(f"config key {paper}.{key}: {problem}")
+    check_samplers(config, max((m.num_classes for m in metas), default=None))
+    for paper in MODEL_OPTION_BLOCKS:
+        for family, options in config[paper]["model_options"].items():
+            key = f"config key {paper}.model_options.{family}"
+            if not family_models(family):
+                raise ConfigError(f"{key}: no model family {family!r}; the families are {', '.join(list_families())}")
+            for option, value in options.items():
+                for model in family_models(family):
+                    try:
+                        check_model_options(model, {option: value})
+                    except ModelError as err:
+                        raise ConfigError(f"{key}.{option}: {err}") from None
+
+
+def check_samplers(config: dict[str, Any], classes: int | None) -> None:
+    """CCKD's CUR and SUR counts: each k divides the batch (CCKD's runs train with takd.batch_size), and the
+    groups a batch holds (batch / k under the paper's reading, k under the other) are no more than there
+    are classes, or superclasses (`classes`: the most of any of the setting's datasets; None: unknown)."""
+    cckd, batch = config["cckd"], config["takd"]["batch_size"]
+    cur, sur = cckd["cur"], cckd["sur"]
+    checks = [(f"cckd.cur.k.{i}", k, cur["reading"] == "samples_per_class", "classes", classes) for i, k in enumerate(cur["k"])]
+    checks.append(("cckd.sur.k", sur["k"], sur["reading"] == "samples_per_superclass", "superclasses", sur["superclasses"]))
+    for key, k, per_group, groups, available in checks:
+        if batch % k:
+            raise ConfigError(f"config key {key}: {k} does not divide the batch of {batch} "
+                              "(takd.batch_size, which CCKD's runs train with)")
+        wanted = batch // k if per_group else k
+        if available is not None and wanted > available:
+            raise ConfigError(f"config key {key}: a batch of {batch} would hold {wanted} {groups}, but there are {available}")
+    if classes is not None and sur["superclasses"] > classes:
+        raise ConfigError(f"config key cckd.sur.superclasses: {sur['superclasses']} superclasses, but the setting's "
+                          f"datasets have at most {classes} classes")
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML (or JSON) file; a syntax error is a ConfigError naming the file, line and column."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = " ".join(p for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p) or str(err)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
 
 
 def load(paths: Iterable[Path | str], overrides: dict[str, Any] | None = None, schema_path: Path = SCHEMA) -> dict[str, Any]:
@@ -59,5 +141,9 @@ def load(paths: Iterable[Path | str], overrides: dict[str, Any] | None = None, s
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
-        config = merge(config, yaml.safe_load(path.read_text()) or {})
+        content = read_yaml(path)
+        if content is not None and not isinstance(content, dict):
+            raise ConfigError(f"config file {path}: its top level must be a mapping of setting keys (setting:, "
+                              f"datasets:, ...), not a {type(content).__name__}")
+        config = merge(config, content or {})
     return validate(merge(config, overrides or {}), schema_path)

@@ -12,21 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from kdrepro.data import DatasetMeta, dataset_meta
 from kdrepro.graph import RunSpec, SpecError
 from kdrepro.search import SearchDef
 
-# Dataset facts the papers need before any data is loaded. They move to the data layer's dataset
-# registry once it has them; until then this is their one place.
-NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10, "cifar100": 100, "svhn": 10}
-INPUT_CHANNELS = {"fashion_mnist": 1, "mnist": 1, "cifar10": 3, "cifar100": 3, "svhn": 3}
-NATIVE_SIZE = {"fashion_mnist": 28, "mnist": 28, "cifar10": 32, "cifar100": 32, "svhn": 32}
-TEST_SIZE = {"fashion_mnist": 10_000, "mnist": 10_000, "cifar10": 10_000, "cifar100": 10_000, "svhn": 26_032}
+def dataset_facts(dataset: str, config: dict[str, Any]) -> DatasetMeta:
+    """What the papers need to know of a dataset before it is loaded (the data layer's registry)."""
+    meta = dataset_meta(dataset, config["data"]["roots"].get(dataset))
+    if meta is None:
+        raise SpecError(f"dataset {dataset}: its classes and sizes are not known before loading "
+                        f"(for an image folder: data.roots.{dataset} must hold train/ and test/ with one folder per class)")
+    return meta
 
 
 def num_classes(dataset: str, config: dict[str, Any]) -> int:
-    if dataset == "image_folder":
-        return len([p for p in (Path(config["data"]["roots"]["image_folder"]) / "train").iterdir() if p.is_dir()])
-    return NUM_CLASSES[dataset]
+    return dataset_facts(dataset, config).num_classes
 
 
 SNAPSHOT = "@epoch"  # "run@epoch3": the snapshot a run saved after epoch 3 (tables read its accuracy)

@@ -7,10 +7,15 @@ is plain data: it round-trips through JSON and its hash names its configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from kdrepro.typecheck import expected, fits
 
 LABELS = "labels"  # the virtual source node that holds the ground truth
 
@@ -72,17 +77,30 @@ LATER_DEFAULTS = {
     "nodes": {"init_layers": None, "init_lr_scale": 1.0},
     "edges": {"gate_options": {}},
     "optimizer": {"kind": "sgd", "alpha": 0.99, "eps": 1e-8},
+    "schedule": {"final_momentum": None, "momentum_epochs": ()},
 }
 
 
 @dataclass(frozen=True)
 class Schedule:
-    kind: str = "constant"  # constant | step | multistep
-    milestones: tuple[int, ...] = ()  # multistep: epochs of the reference schedule
+    kind: str = "constant"  # constant | step | multistep | linear
+    milestones: tuple[int, ...] = ()  # multistep: epochs of the reference schedule; linear: (start, saturate)
     step_size: int = 0  # step: every step_size epochs of the reference schedule
-    gamma: float = 0.1
+    gamma: float = 0.1  # step, multistep: the factor per milestone; linear: the final factor (pylearn2's decay_factor)
     reference_epochs: int | None = None  # milestones are given for this many epochs and scale to the run's
     warmup_epochs: int = 0  # the rate rises linearly per step over these reference epochs first (Tf-KD's WarmUpLR)
+    # SGD's momentum ramps linearly from the optimizer's to final_momentum over momentum_epochs = (start,
+    # saturate) of the reference schedule (pylearn2's MomentumAdjustor); None: constant
+    final_momentum: float | None = None
+    momentum_epochs: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Schedule":
+        """From JSON or YAML, where the epoch tuples are lists."""
+        return cls(**{**raw, "milestones": tuple(raw.get("milestones", ())), "momentum_epochs": tuple(raw.get("momentum_epochs", ()))})
+
+
+SCHEDULES = ("constant", "step", "multistep", "linear")
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,7 @@ class RunSpec:
     schedule: Schedule = Schedule()
     eval_node: str = "student"  # the node whose accuracy the run reports and whose weights later runs load
     save_epochs: tuple[int, ...] = ()  # extra snapshots (defective teachers are early snapshots; 0 = the initialisation)
-    # batch sampler, {"name": "cur", "classes_per_batch": 4} (kdrepro.data.samplers); None = random
+    # batch sampler, {"name": "cur", "samples_per_class": 16} (kdrepro.data.samplers); None = random
     # order. Left out of the config hash while None, so specs written before it keep their hash.
     sampler: dict[str, Any] | None = None
 
@@ -136,6 +154,7 @@ class RunSpec:
     def validate(self) -> None:
         # imported here, not above: a spec stays plain data that reads and writes JSON without torch;
         # checking one against the registries of models, losses and samplers loads them (start-up time)
+        from kdrepro.data import dataset_meta, split_problems
         from kdrepro.data.samplers import SamplerError, make_sampler
         from kdrepro.losses import GATES, LOSS_INFO, LOSSES
         from kdrepro.losses.registry import check_options
@@ -146,6 +165,12 @@ class RunSpec:
             raise SpecError(f"{where}: epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise SpecError(f"{where}: batch_size must be at least 1, got {self.batch_size}")
+        meta = dataset_meta(self.data.dataset, self.data.root)
+        if meta is not None:
+            d = self.data
+            for key, problem in split_problems(meta, train_subset=d.train_subset, test_subset=d.test_subset,
+                                               validation=d.validation, pad_to=d.pad_to).items():
+                raise SpecError(f"{where}: data.{key}: {problem}")
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names) or LABELS in names:
             raise SpecError(f"{where}: node names must be unique and not {LABELS!r}: {names}")
@@ -179,6 +204,7 @@ class RunSpec:
         if self.sampler is not None:
             try:
                 sampler = make_sampler(self.sampler)
+                sampler.check(self.batch_size)
             except SamplerError as err:
                 raise SpecError(f"{where}: sampler: {err}") from None
             node = sampler.needs_embeddings
@@ -192,8 +218,16 @@ class RunSpec:
             raise SpecError(f"{where}: optimizer.kind must be one of {OPTIMIZERS}, got {self.optimizer.kind!r}")
         if self.optimizer.kind == "rmsprop" and (self.optimizer.momentum or self.optimizer.nesterov):
             raise SpecError(f"{where}: optimizer rmsprop takes no momentum (set momentum 0, nesterov false)")
-        if self.schedule.kind not in ("constant", "step", "multistep"):
-            raise SpecError(f"{where}: schedule.kind must be constant, step or multistep, got {self.schedule.kind!r}")
+        schedule = self.schedule
+        if schedule.kind not in SCHEDULES:
+            raise SpecError(f"{where}: schedule.kind must be one of {SCHEDULES}, got {schedule.kind!r}")
+        if schedule.kind == "linear" and not (len(schedule.milestones) == 2 and schedule.milestones[0] < schedule.milestones[1]):
+            raise SpecError(f"{where}: schedule.milestones of a linear schedule must be (start, saturate), start < saturate; "
+                            f"got {schedule.milestones}")
+        if schedule.final_momentum is not None and (self.optimizer.kind != "sgd" or len(schedule.momentum_epochs) != 2
+                                                    or schedule.momentum_epochs[0] > schedule.momentum_epochs[1]):
+            raise SpecError(f"{where}: schedule.final_momentum needs optimizer.kind sgd and schedule.momentum_epochs "
+                            f"(start, saturate), start <= saturate; got {self.optimizer.kind!r}, {schedule.momentum_epochs}")
         bad = [e for e in self.save_epochs if not 0 <= e <= self.epochs]
         if bad:
             raise SpecError(f"{where}: save_epochs {bad} outside 0..{self.epochs}")
@@ -210,17 +244,10 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RunSpec":
-        raw = dict(raw)
-        raw["data"] = Data(**raw["data"])
-        raw["nodes"] = tuple(Node(**{**n, "init_layers": tuple(n["init_layers"])} if n.get("init_layers") is not None else n)
-                             for n in raw["nodes"])
-        raw["edges"] = tuple(Edge(**e) for e in raw["edges"])
-        raw["optimizer"] = Optimizer(**raw.get("optimizer", {}))
-        schedule = dict(raw.get("schedule", {}))
-        schedule["milestones"] = tuple(schedule.get("milestones", ()))
-        raw["schedule"] = Schedule(**schedule)
-        raw["save_epochs"] = tuple(raw.get("save_epochs", ()))
-        return cls(**raw)
+        """A spec from its dict form (JSON), every key and type checked against the dataclasses' fields:
+        a misspelt or mistyped key is a SpecError naming it, before the spec is validated as a whole."""
+        name = raw.get("name") if isinstance(raw, dict) else None
+        return from_fields(cls, raw, f"run spec {name}" if isinstance(name, str) else "run spec", "")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -242,6 +269,40 @@ class RunSpec:
         else:
             marks = self.schedule.milestones
         return sorted({max(1, round(m * self.epochs / ref)) for m in marks})
+
+
+def from_fields(cls: type, raw: Any, where: str, key: str) -> Any:
+    """The dataclass `cls` built from the mapping `raw` found at `key`; lists become the tuples the
+    annotations name, nested mappings the nested dataclasses."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: {key or 'the spec'} must be a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise SpecError(f"{where}: unknown key {dotted(key, unknown[0])} (the keys of {key or 'a spec'}: {', '.join(fields)})")
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in raw]
+    if missing:
+        raise SpecError(f"{where}: key {dotted(key, missing[0])} is missing")
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: field_value(value, hints[name], where, dotted(key, name)) for name, value in raw.items()})
+
+
+def field_value(value: Any, hint: Any, where: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_fields(hint, value, where, key)
+    if not fits(value, hint):
+        raise SpecError(f"{where}: key {key} must be {expected(hint)}, got {value!r}")
+    tuples = [a for a in (typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,))
+              if typing.get_origin(a) is tuple]
+    if not tuples or not isinstance(value, (list, tuple)):
+        return value
+    item = typing.get_args(tuples[0])[0]
+    return tuple(field_value(v, item, where, f"{key}.{i}") for i, v in enumerate(value))
+
+
+def dotted(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
 
 
 def check_graph(specs: dict[str, RunSpec]) -> None:

@@ -6,24 +6,88 @@ tables, figures and claims; torch checkpoints add their own format on top (kdrep
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, Iterator
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+class WriteError(RuntimeError):
+    """An output cannot be written (no space, a read-only folder, a file-size limit); names file and cause."""
+
+
+# why a write failed, in words, for the errors that a user can do something about
+WRITE_CAUSES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EFBIG: "the file would exceed the file-size limit (ulimit -f)",
+}
+
+
+def write_error(path: Path, err: OSError) -> WriteError:
+    cause = WRITE_CAUSES.get(err.errno, err.strerror or str(err))
+    return WriteError(f"cannot write {path}: {cause}; fix that and run again (finished outputs are kept, "
+                      "and a run continues from its last finished epoch)")
+
+
+def atomic_write(path: Path, write, keep_previous: Path | None = None) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file.
+    `keep_previous`: the file that `path` held is renamed there once the new one is complete. An
+    OSError (no space, read-only, too large) becomes a WriteError naming `path`; `path` is untouched."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             write(handle)
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise write_error(path, err) from None
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left in `folder`; only safe while no other
+    process writes there (a run holds its lock)."""
+    stale = sorted(folder.glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, waiting: str = "") -> Iterator[None]:
+    """An exclusive lock between processes on this machine (and NFS with working locks), released by
+    the kernel when its holder dies. If another process holds it, print `waiting` (if any) and wait."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as err:
+        raise write_error(path, err) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(f"[kdrepro] {waiting}", file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save_json(obj: Any, path: Path) -> None:

@@ -10,3 +10,4 @@ DEFAULT_SETTING = CONFIG / "config.yaml"
 EXPERIMENTS = CONFIG / "experiments"  # one file per paper: its runs, tables, figures and loss hyper-parameters
 PAPER_VALUES = CONFIG / "paper_values"  # the published numbers beside ours
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"  # what a setting may say
+EXPERIMENTS_SCHEMA = REPO / "workflow" / "schemas" / "experiments.schema.yaml"  # what an experiment file may say

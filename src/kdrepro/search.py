@@ -28,9 +28,7 @@ How the search runs:
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import hashlib
 import io
 import json
@@ -40,13 +38,14 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from kdrepro.engine import TrainingError, train_run
+from kdrepro.engine.train import discard_resume_state
 from kdrepro.graph import RunSpec
-from kdrepro.io import save_json, save_text
+from kdrepro.io import file_lock, save_json, save_text
 
 GATES = ("through", "cutoff", "correct", "linear")
 LABEL_NODE = 0
@@ -197,18 +196,6 @@ def pruner():
     return _optuna().pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, min_early_stopping_rate=0)
 
 
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes on this machine (and NFS with working locks)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def storage(search: SearchDef):
     optuna = _optuna()
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock  # with Optuna (start-up time)
@@ -311,12 +298,12 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: d
             report(int(row["epoch"]), row)
         metrics = train_run(spec, run_dir, runs_root, progress=False, on_epoch=report, **train_options)
     except optuna.TrialPruned:
-        (run_dir / "resume.pt").unlink(missing_ok=True)
+        discard_resume_state(run_dir)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
     except TrainingError as err:  # a diverging graph (NaN loss) is a failed trial, not a failed search
         trial.set_user_attr("error", str(err))
-        (run_dir / "resume.pt").unlink(missing_ok=True)
+        discard_resume_state(run_dir)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return "fail"
     except BaseException:

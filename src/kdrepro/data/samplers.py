@@ -6,16 +6,22 @@ n (the train split's size); DeviceData.train_batches cuts it into consecutive ba
 draws come from the epoch's CPU generator: the same generator state gives the same order.
 
 random  torch.randperm: the engine's default order, bit for bit.
-cur     class-uniform (CCKD's CUR sampler): each batch holds `classes_per_batch` classes drawn at
-        random without replacement, and batch_size / classes_per_batch samples of each (the
-        remainder, if any, goes one each to the first classes drawn). Within a class, samples come
-        from a random permutation of the class, renewed when used up (no image twice in a batch
-        unless the class is smaller than its share).
+cur     class-uniform (CCKD's CUR sampler, Peng et al. ICCV 2019, Sec. 3.4): in the paper's reading,
+        `samples_per_class` = k images of each class and batch_size / k classes per batch, the classes
+        drawn at random without replacement. The other reading of k, k classes per batch and
+        batch_size / k images of each (the remainder, if any, one each to the first classes drawn),
+        is `classes_per_batch`. Within a class, images come from a random permutation of the class,
+        renewed when used up, so no image comes twice in a batch.
 sur     superclass-uniform (CCKD's SUR sampler): the classes are clustered into `superclasses`
         groups by k-means over the frozen node `node`'s per-class mean embeddings (computed once
         at run start; k-means seeded by the run seed), then batches are drawn as by `cur` with the
-        superclasses as the classes (`superclasses_per_batch` per batch, samples uniform within a
-        superclass).
+        superclasses as the classes: `samples_per_superclass` = k images of each of batch_size / k
+        superclasses (the paper's reading, its "samples by superclass and selects k for each sampled
+        superclass", images uniform within a superclass), or `superclasses_per_batch`.
+
+Where k is images per group, batch_size must be a multiple of k, and k at most the smallest group's
+size and batch_size / k at most the number of groups; each is checked, naming its key (batch_size when
+the spec is made, the group sizes on the first epoch's labels).
 
 A sampler that needs embeddings names the node in `needs_embeddings`; the engine computes that
 node's embeddings of the training split and calls `prepare(embeddings, labels, generator)` once.
@@ -35,6 +41,9 @@ class SamplerError(ValueError):
 
 class RandomSampler:
     needs_embeddings: str | None = None
+
+    def check(self, batch_size: int) -> None:
+        """Any batch size will do."""
 
     def order(self, labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randperm(len(labels), generator=generator)
@@ -62,16 +71,53 @@ def group_uniform_order(groups: torch.Tensor, per_batch: int, batch_size: int, g
     return torch.tensor(out[:n], dtype=torch.long)
 
 
-class ClassUniformSampler:
+class GroupUniformSampler:
+    """Batches of whole groups (classes for CUR, superclasses for SUR) drawn at random; k is given under
+    one of two keys, images per group (`per_group_key`) or groups per batch (`per_batch_key`)."""
+
     needs_embeddings: str | None = None
 
-    def __init__(self, classes_per_batch: int):
-        if classes_per_batch < 1:
-            raise SamplerError(f"cur: classes_per_batch must be at least 1, got {classes_per_batch}")
-        self.classes_per_batch = classes_per_batch
+    def __init__(self, name: str, unit: str, per_group_key: str, per_group: int | None, per_batch_key: str,
+                 per_batch: int | None):
+        if (per_group is None) == (per_batch is None):
+            raise SamplerError(f"{name}: give exactly one of {per_group_key} (k images of each {unit}, batch_size / k "
+                               f"{unit}es per batch) and {per_batch_key} (k {unit}es per batch)")
+        key, value = (per_group_key, per_group) if per_group is not None else (per_batch_key, per_batch)
+        if value < 1:
+            raise SamplerError(f"{name}: {key} must be at least 1, got {value}")
+        self.name, self.unit, self.key, self.k = name, unit, key, value
+        self.per_group = per_group is not None
+
+    def check(self, batch_size: int) -> None:
+        if self.per_group and batch_size % self.k:
+            raise SamplerError(f"{self.name}: {self.key} = {self.k} does not divide batch_size {batch_size} (a batch holds "
+                               f"batch_size / {self.key} whole {self.unit}es)")
+
+    def groups_per_batch(self, groups: torch.Tensor, batch_size: int) -> int:
+        """How many groups each batch draws, checked against the groups' sizes when k is images per group."""
+        if not self.per_group:
+            return self.k
+        self.check(batch_size)
+        present, sizes = groups.unique(return_counts=True)
+        smallest = int(sizes.argmin())
+        if self.k > sizes[smallest]:
+            raise SamplerError(f"{self.name}: {self.key} = {self.k} exceeds the smallest {self.unit} "
+                               f"({int(sizes[smallest])} images in {self.unit} {int(present[smallest])})")
+        if batch_size // self.k > len(present):
+            raise SamplerError(f"{self.name}: {self.key} = {self.k} asks for batch_size / {self.key} = {batch_size // self.k} "
+                               f"{self.unit}es per batch, but there are {len(present)}")
+        return batch_size // self.k
+
+    def grouped_order(self, groups: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        return group_uniform_order(groups, self.groups_per_batch(groups, batch_size), batch_size, generator)
+
+
+class ClassUniformSampler(GroupUniformSampler):
+    def __init__(self, samples_per_class: int | None = None, classes_per_batch: int | None = None):
+        super().__init__("cur", "class", "samples_per_class", samples_per_class, "classes_per_batch", classes_per_batch)
 
     def order(self, labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        return group_uniform_order(labels.cpu(), self.classes_per_batch, batch_size, generator)
+        return self.grouped_order(labels.cpu(), batch_size, generator)
 
 
 def kmeans(points: torch.Tensor, k: int, generator: torch.Generator, iterations: int = 100) -> torch.Tensor:
@@ -95,12 +141,14 @@ def kmeans(points: torch.Tensor, k: int, generator: torch.Generator, iterations:
     return assign
 
 
-class SuperclassUniformSampler:
-    def __init__(self, superclasses: int, superclasses_per_batch: int = 1, node: str = "teacher"):
-        if superclasses < 1 or superclasses_per_batch < 1:
-            raise SamplerError(f"sur: superclasses ({superclasses}) and superclasses_per_batch "
-                               f"({superclasses_per_batch}) must be at least 1")
-        self.superclasses, self.per_batch, self.needs_embeddings = superclasses, superclasses_per_batch, node
+class SuperclassUniformSampler(GroupUniformSampler):
+    def __init__(self, superclasses: int, samples_per_superclass: int | None = None, superclasses_per_batch: int | None = None,
+                 node: str = "teacher"):
+        super().__init__("sur", "superclass", "samples_per_superclass", samples_per_superclass, "superclasses_per_batch",
+                         superclasses_per_batch)
+        if superclasses < 1:
+            raise SamplerError(f"sur: superclasses must be at least 1, got {superclasses}")
+        self.superclasses, self.needs_embeddings = superclasses, node
         self.superclass_of: torch.Tensor | None = None
 
     def prepare(self, embeddings: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:
@@ -117,14 +165,14 @@ class SuperclassUniformSampler:
     def order(self, labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         if self.superclass_of is None:
             raise SamplerError("sur: prepare() with the node's embeddings must come before the first epoch")
-        return group_uniform_order(self.superclass_of[labels.cpu()], self.per_batch, batch_size, generator)
+        return self.grouped_order(self.superclass_of[labels.cpu()], batch_size, generator)
 
 
 SAMPLERS: dict[str, type] = {"random": RandomSampler, "cur": ClassUniformSampler, "sur": SuperclassUniformSampler}
 
 
 def make_sampler(config: dict[str, Any] | None):
-    """{"name": "cur", "classes_per_batch": 4} -> a sampler; None -> the random one."""
+    """{"name": "cur", "samples_per_class": 16} -> a sampler; None -> the random one."""
     if config is None:
         return RandomSampler()
     options = dict(config)
@@ -139,3 +187,13 @@ def make_sampler(config: dict[str, Any] | None):
         return SAMPLERS[name](**options)
     except TypeError as err:
         raise SamplerError(f"sampler {name!r}: {err}") from None
+
+
+def sampler_tag(config: dict[str, Any]) -> str:
+    """A short name of a sampler's configuration for run names: cur-k16 (16 images per class), cur-c4
+    (4 classes per batch), sur4-k64 (4 superclasses, 64 images of each in a batch), sur4-c2."""
+    sampler = make_sampler(config)
+    if not isinstance(sampler, GroupUniformSampler):
+        return "random"
+    prefix = sampler.name + (f"{sampler.superclasses}" if isinstance(sampler, SuperclassUniformSampler) else "")
+    return f"{prefix}-{'k' if sampler.per_group else 'c'}{sampler.k}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -71,12 +72,26 @@ def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def check_md5(path: Path, accepted: set[str], *payloads: bytes) -> None:
-    """Pass when the md5 of the file, or of its decompressed payload, is one of `accepted`."""
-    found = {md5(path.read_bytes()), *(md5(p) for p in payloads)}
+def check_md5(path: Path, accepted: set[str], *contents: bytes) -> None:
+    """Pass when the md5 of one of `contents` (default: the file as stored) is one of `accepted`."""
+    found = {md5(c) for c in contents or (path.read_bytes(),)}
     if not found & accepted:
         raise DatasetError(f"checksum mismatch for {path}: expected one of {sorted(accepted)}, found {sorted(found)}; "
                            "the file is corrupt or not the published one (delete it and fetch it again)")
+
+
+def gunzip(path: Path, raw: bytes, accepted: set[str] | None) -> bytes:
+    """The payload of a .gz file (a plain file is its own payload). A stream that fails gzip's CRC or
+    length check, or ends early, is damage: with `accepted` md5s it is reported as the checksum mismatch
+    it is, so that every kind of damage reads the same."""
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:  # gzip.BadGzipFile is an OSError
+        if accepted is not None:
+            check_md5(path, accepted, raw)
+        raise DatasetError(f"{path} is damaged ({err}); delete it and fetch it again") from None
 
 
 def find_file(root: Path, names: list[str], subdirs: list[str]) -> Path | None:
@@ -92,14 +107,19 @@ def fetch_with_torchvision(dataset_class: str, root: Path, **kwargs) -> None:
 
 
 # ---- idx: MNIST and Fashion-MNIST --------------------------------------------------------------
-# file stem -> accepted md5s: torchvision's .gz files, and for Fashion-MNIST also the decompressed payloads
-# (Debian re-gzips them). MNIST's payload md5s are not published, so its plain files need verify=False.
+# file stem -> accepted md5s: torchvision's .gz files; for Fashion-MNIST also Debian's .gz files (the package
+# re-gzips them) and the decompressed payloads (a copy re-gzipped elsewhere). MNIST's payload md5s are not
+# published, so its plain files need verify=False.
 IDX = {
     "fashion_mnist": {
-        "train-images-idx3-ubyte": {"8d4fb7e6c68d591d4c3dfef9ec88bf0d", "f4a8712d7a061bf5bd6d2ca38dc4d50a"},
-        "train-labels-idx1-ubyte": {"25c81989df183df01b3e8a0aad5dffbe", "9018921c3c673c538a1fc5bad174d6f9"},
-        "t10k-images-idx3-ubyte": {"bef4ecab320f06d8554ea6380940ec79", "8181f5470baa50b63fa0f6fddb340f0a"},
-        "t10k-labels-idx1-ubyte": {"bb300cfdad3c16e7a12a480ee83cd310", "15d484375f8d13e6eb1aabb0c3f46965"},
+        "train-images-idx3-ubyte": {"8d4fb7e6c68d591d4c3dfef9ec88bf0d", "cf8536b0aa1a6ac5fa3f23001093305c",
+                                    "f4a8712d7a061bf5bd6d2ca38dc4d50a"},
+        "train-labels-idx1-ubyte": {"25c81989df183df01b3e8a0aad5dffbe", "10bea18fdb374794d4bb42e356e600c9",
+                                    "9018921c3c673c538a1fc5bad174d6f9"},
+        "t10k-images-idx3-ubyte": {"bef4ecab320f06d8554ea6380940ec79", "f78720b4224f21cce2f2ccf2d7a94c9a",
+                                   "8181f5470baa50b63fa0f6fddb340f0a"},
+        "t10k-labels-idx1-ubyte": {"bb300cfdad3c16e7a12a480ee83cd310", "0d30e22e447f3c33dab9ed536400ac01",
+                                   "15d484375f8d13e6eb1aabb0c3f46965"},
     },
     "mnist": {
         "train-images-idx3-ubyte": {"f68b3c2dcbeaaa9fbdd348bbdeb94873"},
@@ -111,10 +131,13 @@ IDX = {
 
 
 def read_idx(path: Path, accepted: set[str] | None) -> np.ndarray:
-    """An idx file (gzipped or plain): big-endian magic 0x0000 08 <ndim>, ndim sizes, then the bytes."""
+    """An idx file (gzipped or plain): big-endian magic 0x0000 08 <ndim>, ndim sizes, then the bytes.
+    With `accepted` md5s the file is verified as stored before it is decompressed; one that is not a
+    published file as stored passes only if it decompresses to a published payload."""
     raw = path.read_bytes()
-    payload = gzip.decompress(raw) if path.suffix == ".gz" else raw
-    if accepted is not None:
+    as_published = accepted is None or md5(raw) in accepted  # checked as stored, before anything is decompressed
+    payload = gunzip(path, raw, None if as_published else accepted)
+    if not as_published:  # a copy gzipped elsewhere passes on its payload
         check_md5(path, accepted, payload)
     magic, = np.frombuffer(payload[:4], ">u4")
     ndim = magic & 0xFF

@@ -2,5 +2,6 @@
 
 from kdrepro.engine.checkpoint import CheckpointError, load_node_weights
 from kdrepro.engine.train import TrainingError, train_run
+from kdrepro.io import WriteError
 
-__all__ = ["CheckpointError", "TrainingError", "load_node_weights", "train_run"]
+__all__ = ["CheckpointError", "TrainingError", "WriteError", "load_node_weights", "train_run"]

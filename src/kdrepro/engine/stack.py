@@ -7,6 +7,7 @@ to float rounding (stacked kernels sum in another order); the gain is fewer, lar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -18,20 +19,18 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from kdrepro.engine.edges import edge_losses
-from kdrepro.engine.optim import learning_rate
+from kdrepro.engine.optim import learning_rate, momentum
+from kdrepro.engine.records import Progress, rows_to_csv, summarise
 from kdrepro.engine.train import (
-    Progress,
     TrainingError,
     build_models,
+    claimed,
     epoch_row,
-    finished_metrics,
     fresh_state,
     frozen_accuracies,
     frozen_logits,
     load_data,
     make_optimizer,
-    rows_to_csv,
-    summarise,
     training_progress,
     write_outputs,
 )
@@ -86,15 +85,18 @@ class Bound:
 def train_stacked(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, *, device: str = "cpu", setting: str = "",
                   precision: str = "fp32", progress: bool | None = None) -> list[dict[str, Any]]:
     """Train `specs` into `run_dirs` as one stacked model, as train_run does each (frozen nodes load from
-    runs_root); finished runs are returned as they are. No resume: a stopped stack starts again."""
+    runs_root); finished runs are returned as they are. No resume: a stopped stack starts again. Every
+    run's lock is held throughout (taken in the order of their directories, so two stacks never deadlock)."""
     check_stackable(specs)
-    done = [finished_metrics(s, d) for s, d in zip(specs, run_dirs)]
-    todo = [i for i, metrics in enumerate(done) if metrics is None]
-    if todo:
-        trained = train_together([specs[i] for i in todo], [run_dirs[i] for i in todo], runs_root, device, setting,
-                                 precision, progress)
-        for i, metrics in zip(todo, trained):
-            done[i] = metrics
+    with contextlib.ExitStack() as locks:
+        finished = {d: locks.enter_context(claimed(s, d)) for d, s in sorted(zip(run_dirs, specs), key=lambda p: p[0])}
+        done = [finished[d] for d in run_dirs]
+        todo = [i for i, metrics in enumerate(done) if metrics is None]
+        if todo:
+            trained = train_together([specs[i] for i in todo], [run_dirs[i] for i in todo], runs_root, device, setting,
+                                     precision, progress)
+            for i, metrics in zip(todo, trained):
+                done[i] = metrics
     return done
 
 
@@ -132,6 +134,7 @@ def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, 
     run_index = torch.arange(count, device=data.device)[:, None]
     bar = Progress(dataclasses.replace(spec, name=f"{spec.name} (+{count - 1} stacked)"), 0, progress)
     for epoch in range(1, spec.epochs + 1):
+        optimizer.momentum = momentum(spec, epoch)
         sums = torch.zeros(count, len(spec.edges) + 1, device=data.device)
         for step, batches in enumerate(zip(*(data.train_batches(spec.batch_size, g) for g in generators))):
             images, labels, index = (torch.stack(parts) for parts in zip(*batches))
@@ -147,15 +150,14 @@ def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, 
             sums += torch.cat([losses, losses.sum(1, keepdim=True)], 1).detach().float() * labels.shape[1]
         for s, run_dir, models, state, losses_mean in zip(specs, run_dirs, runs, states, (sums / data.n_train).tolist()):
             state["rows"].append(epoch_row(s, models, data, epoch, optimizer.lr, losses_mean, started))
-            run_dir.mkdir(parents=True, exist_ok=True)
             save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
         bar.update(states[0]["rows"][-1], spec.eval_node)
     bar.close()
     results = []
     for s, run_dir, models, state, acc in zip(specs, run_dirs, runs, states, frozen_acc):
         state.update(epoch=spec.epochs, wall=state["rows"][-1]["seconds"])
-        metrics = summarise(s, state, acc, models, setting, device) | {"precision": precision, "compile": None,
-                                                                         "stacked_runs": count}
+        metrics = summarise(s, state, acc, models, data, setting, device) | {"precision": precision, "compile": None,
+                                                                               "stacked_runs": count}
         write_outputs(s, run_dir, models, state, metrics, data.num_classes)
         results.append(metrics)
     return results

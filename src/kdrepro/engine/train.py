@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
 import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
-import kdrepro
-from kdrepro import kernels
 from kdrepro.data import DeviceData, load_dataset
 from kdrepro.engine.checkpoint import (
     FORMAT,
+    DamagedCheckpoint,
     load_checkpoint,
     load_node_weights,
     model_record,
     save_torch,
+    set_aside,
 )
-from kdrepro.engine.optim import SGD, RMSProp, learning_rate
+from kdrepro.engine.optim import SGD, RMSProp, learning_rate, momentum
+from kdrepro.engine.records import Progress, rows_to_csv, summarise
 from kdrepro.data.samplers import make_sampler
 from kdrepro.engine.edges import build_edge_modules, edge_key, edge_losses, edge_modules, forward, node_inputs
 from kdrepro.graph import Node, RunSpec
-from kdrepro.io import save_json, save_text
+from kdrepro.io import file_lock, remove_stale_temporaries, save_json, save_text
 from kdrepro.models import create_model
+
+# A run directory's lock, and its resume states: the newest, and the one before it (used if the newest is damaged)
+LOCK, RESUME, PREVIOUS_RESUME = ".lock", "resume.pt", "resume.prev.pt"
+
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, for example); the message names the run and the edge."""
@@ -58,7 +62,7 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str,
         source = node.frozen_from or node.init_from
         if source:
             name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
-            weights = load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes)
+            weights = load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes, source)
             if node.init_from and node.init_layers is not None:  # only these layers; the rest keep their fresh init
                 weights = {k: v for k, v in weights.items() if under(k, node.init_layers)}
                 missing = [p for p in node.init_layers if not any(under(k, (p,)) for k in weights)]
@@ -89,21 +93,36 @@ def prepare_model(model: nn.Module, node: Node, device: str | torch.device, comp
 
 
 def make_optimizer(spec: RunSpec, models: dict[str, nn.Module]) -> SGD:
-    """One optimizer over every trainable node and edge module. A node initialised from another run
-    with init_lr_scale != 1 has the rate of its loaded layers (init_layers; all if None) scaled."""
+    """One optimizer over every trainable node and edge module. Modules may carry training rules, as
+    pylearn2 layers do: `lr_scale` multiplies the rate of the module's own parameters (W_lr_scale and
+    b_lr_scale), `max_norm` bounds the norm of each output unit's weights after every step
+    (max_kernel_norm, max_col_norm; optim.renormalise_). A node initialised from another run with
+    init_lr_scale != 1 has the rate of its loaded layers (init_layers; all if None) scaled further, as
+    the official FitNets code multiplies the layer's own scale by -lrs (scripts/fitnets_training.py
+    lines 283-290)."""
     o = spec.optimizer
-    trainable, scales = [], []
+    trainable, scales, max_norms = [], [], []
+
+    def add(module: nn.Module, loaded_scale: float = 1.0, loaded_layers: tuple[str, ...] | None = ()) -> None:
+        """Every parameter of `module`; `loaded_scale` also scales those under `loaded_layers` (None: all)."""
+        for path, owner in module.named_modules():
+            for name, p in owner.named_parameters(recurse=False):
+                loaded = loaded_layers is None or under(f"{path}.{name}" if path else name, loaded_layers)
+                if name == "weight" and getattr(owner, "max_norm", None):
+                    max_norms.append((len(trainable), owner.max_norm, p.dim() - 1))
+                trainable.append(p)
+                scales.append(getattr(owner, "lr_scale", 1.0) * (loaded_scale if loaded else 1.0))
+
     for n in spec.nodes:
         if n.trainable:
-            for name, p in models[n.name].named_parameters():
-                trainable.append(p)
-                loaded = n.init_from and (n.init_layers is None or under(name, n.init_layers))
-                scales.append(n.init_lr_scale if loaded else 1.0)
-    extra = [p for module in edge_modules(spec, models) for p in module.parameters()]
-    trainable, scales = trainable + extra, scales + [1.0] * len(extra)
+            add(models[n.name], n.init_lr_scale, n.init_layers if n.init_from else ())
+    for module in edge_modules(spec, models):
+        add(module)
     if o.kind == "rmsprop":
-        return RMSProp(trainable, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay, lr_scales=scales)
-    return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, lr_scales=scales)
+        return RMSProp(trainable, lr=o.lr, alpha=o.alpha, eps=o.eps, weight_decay=o.weight_decay, lr_scales=scales,
+                       max_norms=max_norms)
+    return SGD(trainable, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay, lr_scales=scales,
+               max_norms=max_norms)
 
 
 def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, data: DeviceData,
@@ -117,6 +136,7 @@ def train_epoch(spec: RunSpec, models: dict[str, nn.Module], optimizer: SGD, dat
     for module in edge_modules(spec, models):
         module.train()
     steps_per_epoch = math.ceil(data.n_train / spec.batch_size)
+    optimizer.momentum = momentum(spec, epoch)
     sums = torch.zeros(len(spec.edges) + 1, device=data.device)
     autocast = torch.autocast(data.device.type, torch.bfloat16, enabled=precision == "bf16")
     for step, (images, labels, index) in enumerate(data.train_batches(spec.batch_size, generator, sampler)):
@@ -185,53 +205,67 @@ def train_run(
     spec: RunSpec, run_dir: Path, runs_root: Path, *, device: str = "cpu", setting: str = "", progress: bool | None = None,
     precision: str = "fp32", compile_mode: str | None = None, on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train `spec`, resuming from run_dir/resume.pt if a killed attempt left one; return the metrics.
-    A finished run of the same configuration is returned as it is; one of another is never overwritten.
-    `on_epoch(epoch, row)` is called after each epoch's row (losses, accuracies) and resume state are
-    saved; an exception it raises (a search pruning the trial, say) ends training there, resumable.
-    `precision` "bf16" trains under bf16 autocast (evaluation stays fp32); `compile_mode` torch.compiles
-    every node ("default", or "reduce-overhead": CUDA graphs). Neither enters the config hash: they
-    change how a run computes, not what it is, and metrics.json records both."""
-    finished = finished_metrics(spec, run_dir)
-    if finished is not None:
-        return finished
-    run_dir.mkdir(parents=True, exist_ok=True)
-    data = load_data(spec, device)
-    models = build_models(spec, data, runs_root, device, compile_mode)
-    optimizer = make_optimizer(spec, models)
-    generator = torch.Generator().manual_seed(spec.seed)
-    cached = frozen_logits(spec, models, data)
-    sampler = prepare_sampler(spec, models, data)
-    frozen_acc = frozen_accuracies(spec, models, data)
-    state = fresh_state()
-    resume_path = run_dir / "resume.pt"
-    if resume_path.exists():
-        state = resume(resume_path, spec, models, optimizer, generator)
+    """Train `spec`, resuming from the last good resume state a killed attempt left; return the metrics.
+    A finished run of the same configuration is returned as it is; one of another is never overwritten
+    (checked under the run's lock, at the start and again before the outputs are written). `on_epoch(epoch,
+    row)` is called after each epoch's row (losses, accuracies) and resume state are saved; an exception it
+    raises (a search pruning the trial, say) ends training there, resumable. `precision` "bf16" trains under
+    bf16 autocast (evaluation stays fp32); `compile_mode` torch.compiles every node ("default", or
+    "reduce-overhead": CUDA graphs). Neither enters the config hash: they change how a run computes, not
+    what it is, and metrics.json records both."""
+    with claimed(spec, run_dir) as finished:
+        if finished is not None:
+            return finished
+        data = load_data(spec, device)
+        models = build_models(spec, data, runs_root, device, compile_mode)
+        optimizer = make_optimizer(spec, models)
+        generator = torch.Generator().manual_seed(spec.seed)
+        cached = frozen_logits(spec, models, data)
+        sampler = prepare_sampler(spec, models, data)
+        frozen_acc = frozen_accuracies(spec, models, data)
+        state = resume(run_dir, spec, models, optimizer, generator)
 
-    def snapshot(epoch: int, test_acc: float) -> None:
-        save_torch(checkpoint(spec, models, epoch, data.num_classes), run_dir / f"epoch{epoch:03d}.pt")
-        state["snapshots"][epoch] = test_acc
+        def snapshot(epoch: int, test_acc: float) -> None:
+            save_torch(checkpoint(spec, models, epoch, data.num_classes), run_dir / f"epoch{epoch:03d}.pt")
+            state["snapshots"][epoch] = test_acc
 
-    if 0 in spec.save_epochs and 0 not in state["snapshots"]:  # the initialisation, the poorest teacher of all
-        snapshot(0, accuracy(models[spec.eval_node], data, "test"))
-    started = time.perf_counter() - state["wall"]
-    bar = Progress(spec, state["epoch"], progress)
-    for epoch in range(state["epoch"] + 1, spec.epochs + 1):
-        losses_mean = train_epoch(spec, models, optimizer, data, generator, cached, epoch, precision, sampler)
-        row = epoch_row(spec, models, data, epoch, optimizer.lr, losses_mean, started)
-        state["rows"].append(row)
-        if epoch in spec.save_epochs:
-            snapshot(epoch, row[f"test_acc[{spec.eval_node}]"])
-        save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
-        state.update(epoch=epoch, wall=row["seconds"])
-        save_torch(resume_state(state, spec, models, optimizer, generator), resume_path)
-        bar.update(row, spec.eval_node)
-        if on_epoch is not None:
-            on_epoch(epoch, row)
-    bar.close()
-    metrics = summarise(spec, state, frozen_acc, models, setting, device) | {"precision": precision, "compile": compile_mode}
-    write_outputs(spec, run_dir, models, state, metrics, data.num_classes)
-    return metrics
+        if 0 in spec.save_epochs and 0 not in state["snapshots"]:  # the initialisation, the poorest teacher of all
+            snapshot(0, accuracy(models[spec.eval_node], data, "test"))
+        started = time.perf_counter() - state["wall"]
+        bar = Progress(spec, state["epoch"], progress)
+        for epoch in range(state["epoch"] + 1, spec.epochs + 1):
+            losses_mean = train_epoch(spec, models, optimizer, data, generator, cached, epoch, precision, sampler)
+            row = epoch_row(spec, models, data, epoch, optimizer.lr, losses_mean, started)
+            state["rows"].append(row)
+            if epoch in spec.save_epochs:
+                snapshot(epoch, row[f"test_acc[{spec.eval_node}]"])
+            save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
+            state.update(epoch=epoch, wall=row["seconds"])
+            save_torch(resume_state(state, spec, models, optimizer, generator), run_dir / RESUME,
+                       keep_previous=run_dir / PREVIOUS_RESUME)
+            bar.update(row, spec.eval_node)
+            if on_epoch is not None:
+                on_epoch(epoch, row)
+        bar.close()
+        metrics = summarise(spec, state, frozen_acc, models, data, setting, device) | {"precision": precision,
+                                                                                       "compile": compile_mode}
+        write_outputs(spec, run_dir, models, state, metrics, data.num_classes)
+        return metrics
+
+
+@contextlib.contextmanager
+def claimed(spec: RunSpec, run_dir: Path) -> Iterator[dict[str, Any] | None]:
+    """Hold the run directory's lock (another process training the run is waited for) and yield the
+    metrics of a finished run of this configuration there, or None: then the run is to be trained, and
+    the temporary files of writes killed in an earlier attempt are removed first."""
+    with file_lock(run_dir / LOCK, waiting=f"run {spec.name} is being trained by another process; waiting for it"):
+        finished = finished_metrics(spec, run_dir)
+        if finished is None:
+            stale = remove_stale_temporaries(run_dir)
+            if stale:
+                print(f"[kdrepro] removed {len(stale)} temporary file(s) of a killed write in {run_dir}: "
+                      f"{', '.join(p.name for p in stale)}", file=sys.stderr)
+        yield finished
 
 
 def finished_metrics(spec: RunSpec, run_dir: Path) -> dict[str, Any] | None:
@@ -270,13 +304,21 @@ def epoch_row(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData, epo
 
 def write_outputs(spec: RunSpec, run_dir: Path, models: dict[str, nn.Module], state: dict[str, Any],
                   metrics: dict[str, Any], num_classes: int) -> None:
-    """A finished run's files; metrics.json last, as the mark that the run is complete."""
+    """A finished run's files; metrics.json last, as the mark that the run is complete. The check that no
+    finished run of another configuration is there is made again first: the caller holds the run's lock,
+    and a process that does not (another version) may have finished one since the start."""
+    finished_metrics(spec, run_dir)
     save_torch(checkpoint(spec, models, spec.epochs, num_classes), run_dir / "checkpoint.pt")
     save_json(spec.to_dict(), run_dir / "spec.json")
     # again here: a rerun deletes its outputs first, and one killed after its last epoch resumes with no epoch to train
     save_text(rows_to_csv(state["rows"]), run_dir / "epochs.csv")
     save_json(metrics, run_dir / "metrics.json")
-    (run_dir / "resume.pt").unlink(missing_ok=True)
+    discard_resume_state(run_dir)
+
+
+def discard_resume_state(run_dir: Path) -> None:
+    for name in (RESUME, PREVIOUS_RESUME):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def checkpoint(spec: RunSpec, models: dict[str, nn.Module], epoch: int, num_classes: int) -> dict[str, Any]:
@@ -305,81 +347,35 @@ def resume_state(state, spec, models, optimizer, generator) -> dict[str, Any]:
     }
 
 
-def resume(path: Path, spec, models, optimizer, generator) -> dict[str, Any]:
-    saved = load_checkpoint(path)
-    if saved["config_hash"] != spec.config_hash:
-        stale = path.with_name(f"resume-{saved['config_hash']}.stale.pt")
-        path.rename(stale)
-        print(f"[kdrepro] {path} belongs to another configuration; kept as {stale.name}, starting afresh", file=sys.stderr)
-        return fresh_state()
-    for name, model in models.items():
-        model.load_state_dict(saved["models"][name])
-    optimizer.load_state_dict(saved["optimizer"])
-    generator.set_state(saved["generator"])
-    torch.set_rng_state(saved["torch_rng"])
-    if saved["cuda_rng"]:
-        torch.cuda.set_rng_state_all(saved["cuda_rng"])
-    print(f"[kdrepro] resuming {spec.name} after epoch {saved['state']['epoch']}", file=sys.stderr)
-    return saved["state"]
-
-
-def summarise(spec, state, frozen_acc, models, setting, device) -> dict[str, Any]:
-    rows = state["rows"]
-    key = f"test_acc[{spec.eval_node}]"
-    best = max(rows, key=lambda r: r[key])
-    metrics: dict[str, Any] = {
-        "run": spec.name,
-        "setting": setting,
-        "dataset": spec.data.dataset,
-        "seed": spec.seed,
-        "epochs": spec.epochs,
-        "eval_node": spec.eval_node,
-        "final_test_acc": rows[-1][key],
-        "best_test_acc": best[key],
-        "best_epoch": best["epoch"],
-        "node_test_acc": {k[9:-1]: v for k, v in rows[-1].items() if k.startswith("test_acc[")} | frozen_acc,
-        "params": {n.name: sum(p.numel() for p in models[n.name].parameters()) for n in spec.nodes},
-        "snapshot_test_acc": {str(k): v for k, v in state["snapshots"].items()},
-        "wall_seconds": state["wall"],
-        "device": device,
-        "package_version": kdrepro.__version__,
-        "torch_version": torch.__version__,
-        "kernels": kernels.in_use(),
-        "config_hash": spec.config_hash,
-    }
-    val_key = f"val_acc[{spec.eval_node}]"
-    if val_key in rows[-1]:
-        best_val = max(rows, key=lambda r: r[val_key])
-        metrics.update(best_val_acc=best_val[val_key], test_acc_at_best_val=best_val[key], best_val_epoch=best_val["epoch"])
-    return metrics
-
-
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-class Progress:
-    """A tqdm bar on a terminal; one line per epoch in a log file."""
-
-    def __init__(self, spec: RunSpec, done: int, enabled: bool | None):
-        from tqdm import tqdm
-
-        self.interactive = sys.stderr.isatty() if enabled is None else enabled
-        self.bar = tqdm(total=spec.epochs, initial=done, desc=spec.name, unit="epoch", disable=not self.interactive)
-        self.epochs = spec.epochs
-
-    def update(self, row: dict[str, Any], node: str) -> None:
-        acc = row[f"test_acc[{node}]"]
-        if self.interactive:
-            self.bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{acc:.2f}")
-            self.bar.update()
-        else:
-            print(f"epoch {row['epoch']}/{self.epochs} loss {row['loss']:.4f} test_acc {acc:.2f} "
-                  f"({row['seconds']:.1f}s)", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
+def resume(run_dir: Path, spec, models, optimizer, generator) -> dict[str, Any]:
+    """The newest good resume state of the run (resume.pt, else the one before it), restored into the
+    models, optimizer and generators; a fresh state if there is none. A damaged file (unreadable, or its
+    checksum fails) is set aside and one of another configuration kept aside, each saying so."""
+    set_aside_any = False
+    for path in (run_dir / RESUME, run_dir / PREVIOUS_RESUME):
+        if not path.exists():
+            continue
+        try:
+            saved = load_checkpoint(path)
+        except DamagedCheckpoint as err:
+            print(f"[kdrepro] {err}; set aside as {set_aside(path).name}", file=sys.stderr)
+            set_aside_any = True
+            continue
+        if saved["config_hash"] != spec.config_hash:
+            stale = path.with_name(f"{path.stem}-{saved['config_hash']}.stale.pt")
+            path.rename(stale)
+            print(f"[kdrepro] {path} belongs to another configuration; kept as {stale.name}", file=sys.stderr)
+            set_aside_any = True
+            continue
+        for name, model in models.items():
+            model.load_state_dict(saved["models"][name])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if saved["cuda_rng"]:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        print(f"[kdrepro] resuming {spec.name} after epoch {saved['state']['epoch']} (from {path.name})", file=sys.stderr)
+        return saved["state"]
+    if set_aside_any:
+        print(f"[kdrepro] starting {spec.name} from scratch: no good resume state of it is left", file=sys.stderr)
+    return fresh_state()

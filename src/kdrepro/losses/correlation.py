@@ -37,11 +37,22 @@ def full_precision(features: torch.Tensor) -> torch.autocast:
     return torch.autocast(features.device.type, enabled=False)
 
 
+DISTANCE_EPS = 1e-12  # RepDistiller's pdist clamp on squared distances (no infinite sqrt gradient at 0)
+
+
 def squared_distances(rows: torch.Tensor) -> torch.Tensor:
     """The n x n matrix ||x_i - x_j||^2 of the rows, from their Gram matrix (clamped at 0: round-off
     can make the expansion slightly negative)."""
     sq = rows.pow(2).sum(1)
     return (sq[:, None] + sq[None, :] - 2 * rows @ rows.t()).clamp_min(0)
+
+
+def pairwise_distances(rows: torch.Tensor) -> torch.Tensor:
+    """The n x n matrix ||x_i - x_j|| of the rows, exactly 0 on the diagonal. Through the Gram matrix
+    the diagonal is float round-off (up to ~1e-7 squared in float32, so ~1e-3 after the square root);
+    it is masked to 0, and the clamp keeps the square root's gradient finite elsewhere."""
+    off_diagonal = ~torch.eye(len(rows), dtype=torch.bool, device=rows.device)
+    return squared_distances(rows).clamp_min(DISTANCE_EPS).sqrt() * off_diagonal
 
 
 def correlation_matrix(features: torch.Tensor, kernel: str = "rbf", gamma: float = 0.4, order: int = 2,
@@ -57,11 +68,10 @@ def correlation_matrix(features: torch.Tensor, kernel: str = "rbf", gamma: float
     gram = f @ f.t()
     if kernel == "bilinear":
         return gram
-    if kernel in ("mmd", "rbf_exact"):
-        dist2 = squared_distances(f)
-        if kernel == "rbf_exact":
-            return torch.exp(-gamma * dist2)
-        return dist2.clamp_min(1e-12).sqrt()  # clamp: no infinite gradient of sqrt at the zero diagonal
+    if kernel == "rbf_exact":
+        return torch.exp(-gamma * squared_distances(f))
+    if kernel == "mmd":
+        return pairwise_distances(f)
     corr = torch.zeros_like(gram)
     power = torch.ones_like(gram)
     for p in range(order + 1):

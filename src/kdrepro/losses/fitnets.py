@@ -9,9 +9,10 @@ fitnets_hint: Eq. 3, L_HT = 1/2 ||u_h(x) - r(v_g(x))||^2, the teacher's hint-lay
     target_layer: module paths read through FeatureTap). The regressor is the official `conv` regressor
     (scripts/fitnets_training.py, generateConvRegressor): a maxout convolution with the hint layer's
     number of pieces, out_channels = the hint's channels, kernel = guided size - hint size + 1 per
-    dimension, no padding, weights uniform in +-0.05 (irange), so its output has the hint's shape
-    exactly; none when the shapes already agree. reduction "paper": per sample 1/2 the sum over every
-    unit (Eq. 3); "official": HintCost's reduction of a c01b map, 1/2 the sum over the rows then the mean
+    dimension, no padding, weights uniform in +-0.05 (irange), kernel norms bounded by the edge's
+    max_kernel_norm (the official 0.9), so its output has the hint's shape exactly; none when the shapes
+    already agree. reduction "paper": per sample 1/2 the sum over every unit (Eq. 3); "official":
+    HintCost's reduction of a c01b map, 1/2 the sum over the rows then the mean
     over channels, columns and the batch (the gradients differ by a constant factor only).
 """
 
@@ -38,7 +39,7 @@ def kd_cross_entropy(source: torch.Tensor, target: torch.Tensor, labels: torch.T
 class HintRegressor(nn.Module):
     """r(.) of Eq. 3: maps the student's guided-layer output onto the teacher's hint-layer shape."""
 
-    def __init__(self, hint: torch.Tensor, guided: torch.Tensor, pieces: int = 2):
+    def __init__(self, hint: torch.Tensor, guided: torch.Tensor, pieces: int = 2, max_kernel_norm: float | None = None):
         super().__init__()
         if hint.dim() != 4 or guided.dim() != 4:
             raise ValueError(f"fitnets_hint: hint {tuple(hint.shape[1:])} and guided {tuple(guided.shape[1:])} must be "
@@ -52,14 +53,16 @@ class HintRegressor(nn.Module):
             self.net = MaxoutConv2d(gc, hc, (gh - hh + 1, gw - hw + 1), pieces=pieces, padding=0)
             nn.init.uniform_(self.net.conv.weight, -REGRESSOR_RANGE, REGRESSOR_RANGE)
             nn.init.zeros_(self.net.conv.bias)
+            self.net.conv.max_norm = max_kernel_norm  # the engine's max-norm constraint (make_optimizer)
 
     def forward(self, source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return source, self.net(target)
 
 
-def make_hint_regressor(source: torch.Tensor, target: torch.Tensor, pieces: int = 2) -> nn.Module:
-    """`pieces`: the hint layer's number of maxout pieces (2 on every FitNets teacher here)."""
-    return HintRegressor(source, target, pieces)
+def make_hint_regressor(source: torch.Tensor, target: torch.Tensor, pieces: int = 2, max_kernel_norm: float | None = None) -> nn.Module:
+    """`pieces`: the hint layer's number of maxout pieces (2 on every FitNets teacher here); `max_kernel_norm`:
+    the bound on each regressor kernel's norm (generateConvRegressor's mkn 0.9; None: unconstrained)."""
+    return HintRegressor(source, target, pieces, max_kernel_norm)
 
 
 @register_loss("fitnets_hint", inputs="feature_map", module=make_hint_regressor)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 
 from kdrepro.losses.registry import register_loss
 
+CLASS_REDUCTIONS = ("sum", "mean")
+
 
 @register_loss("ce")
 def cross_entropy(source: torch.Tensor | None, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -29,8 +31,8 @@ def hinton_kd(
     class_reduction="sum" is the paper's KL. "mean" divides by the number of classes, as the
     official TAKD and Tf-KD code do through nn.KLDivLoss()'s default element-wise mean.
     """
-    if class_reduction not in ("sum", "mean"):
-        raise ValueError(f"class_reduction must be 'sum' or 'mean', not {class_reduction!r}")
+    if class_reduction not in CLASS_REDUCTIONS:
+        raise ValueError(f"class_reduction must be one of {CLASS_REDUCTIONS}, not {class_reduction!r}")
     log_p_target = F.log_softmax(target / temperature, dim=1)
     log_p_source = F.log_softmax(source / temperature, dim=1)
     kl = kl_divergence(log_p_source, log_p_target) * temperature**2

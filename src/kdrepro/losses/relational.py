@@ -15,11 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdrepro.losses.correlation import flat, full_precision, squared_distances
+from kdrepro.losses.correlation import flat, full_precision, pairwise_distances
 from kdrepro.losses.registry import register_loss
 
 PKT_EPS = 1e-7  # RepDistiller's cosine_similarity_loss eps, in the normalisation and the logarithm
-DISTANCE_EPS = 1e-12  # RepDistiller's pdist clamp on squared distances (no infinite sqrt gradient at 0)
 
 
 # -- SP --------------------------------------------------------------------------------------------
@@ -44,7 +43,7 @@ def normalised_distances(embeddings: torch.Tensor) -> torch.Tensor:
     Sec. 3.2.1). The diagonal is 0 (no gradient through sqrt there)."""
     e = flat(embeddings)
     off_diagonal = ~torch.eye(len(e), dtype=torch.bool, device=e.device)
-    distances = squared_distances(e).clamp_min(DISTANCE_EPS).sqrt() * off_diagonal
+    distances = pairwise_distances(e)
     return distances / distances[off_diagonal].mean()
 
 

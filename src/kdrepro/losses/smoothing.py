@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from kdrepro.losses.logits import hinton_kd
+from kdrepro.losses.logits import CLASS_REDUCTIONS, hinton_kd
 from kdrepro.losses.registry import register_loss
 
 FORMS = ("paper", "official")
@@ -45,19 +45,23 @@ def label_smoothing(source, target: torch.Tensor, labels: torch.Tensor, epsilon:
 
 @register_loss("tfkd_reg")
 def tfkd_regularization(source, target: torch.Tensor, labels: torch.Tensor, correct_prob: float = 0.99,
-                        temperature: float = 20.0, form: str = "paper", multiplier: float = 1.0) -> torch.Tensor:
+                        temperature: float = 20.0, form: str = "paper", class_reduction: str = "sum") -> torch.Tensor:
     """Tf-KD_reg: KD from a virtual teacher that is right with probability `correct_prob`.
 
     paper: KD from the virtual teacher, its log-probabilities acting as logits: tau^2 KL(p^d_tau || p_tau)
-    with p^d_tau = softmax(log p^d / tau) and p_tau = softmax(z / tau), summed over the classes.
-    official: KLDivLoss()(log_softmax(z), softmax(p^d / tau)) * multiplier: the temperature divides the
-    probabilities themselves (which makes the teacher nearly uniform), the student is not softened, and
-    the KL is averaged over the K classes (nn.KLDivLoss's element-wise mean) before the multiplier.
+    with p^d_tau = softmax(log p^d / tau) and p_tau = softmax(z / tau).
+    official: KL(softmax(p^d / tau) || softmax(z)): the temperature divides the probabilities themselves
+    (which makes the teacher nearly uniform) and the student is not softened.
+    class_reduction: the KL summed over the classes ("sum") or divided by their number ("mean", as the
+    official code's nn.KLDivLoss() element-wise mean; with it the official form is exactly
+    my_loss_function.py line 47 before its `* params.multiplier`, which an edge puts in its weight).
     """
     _check_form(form)
     p = virtual_teacher(labels, target.shape[1], correct_prob).to(target.dtype)
     if form == "paper":
-        return hinton_kd(p.log(), target, labels, temperature=temperature)
+        return hinton_kd(p.log(), target, labels, temperature=temperature, class_reduction=class_reduction)
+    if class_reduction not in CLASS_REDUCTIONS:
+        raise ValueError(f"class_reduction must be one of {CLASS_REDUCTIONS}, not {class_reduction!r}")
     teacher = F.softmax(p / temperature, dim=1)
     kl = (teacher * (teacher.log() - F.log_softmax(target, dim=1))).sum(dim=1)
-    return multiplier * kl / target.shape[1]
+    return kl / target.shape[1] if class_reduction == "mean" else kl

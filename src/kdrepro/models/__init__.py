@@ -9,12 +9,14 @@ from kdrepro.models.registry import (
     ModelError,
     check_model_options,
     create_model,
+    family_models,
+    list_families,
     list_models,
     model_info,
     register_model,
 )
 
 __all__ = [
-    "MODELS", "PENULTIMATE", "FeatureTap", "ModelError", "check_model_options", "create_model", "list_models",
-    "model_info", "register_model",
+    "MODELS", "PENULTIMATE", "FeatureTap", "ModelError", "check_model_options", "create_model", "family_models",
+    "list_families", "list_models", "model_info", "register_model",
 ]

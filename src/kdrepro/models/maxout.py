@@ -16,25 +16,37 @@ them without building the model.
 
 Architectures and their provenance (shared/reference/papers.md §3.2):
   fitnet4               the 19-layer CIFAR FitNet of the official YAML (yaml/cifar10_fitnet19_all.yaml), EXACT;
-                        guided layer h10 (`hints: [[10, 1]]`)
-  fitnet1               conv 16,16,16 | 32,32,32 | 48,48,64 as in two re-implementations (zhuangzi926
-                        nets/fitnet.py); the paper's count of ~250K parameters suggests a layer these lack
-  fitnet2, fitnet3      LOW CONFIDENCE: widths recalled from the paper's appendix, not checked against it
+                        guided layer h10 (`hints: [[10, 1]]`). Its FC has the YAML's 5 pieces, so it counts
+                        2.74M parameters against Table 5's ~2.5M (2.545M with 2 pieces, as FitNets 1-3)
+  fitnet1, fitnet2,     the conv widths of the re-implementations (fitnet1: zhuangzi926 nets/fitnet.py; all three:
+  fitnet3               cicicici/deeptensor 4823109, deeptensor/model/fitnet.py, which also has their FC of 500
+                        units), then a maxout FC of 500 units x 2 pieces and the softmax: 11, 11 and 13 layers as
+                        Table 5 counts them. The 2 pieces are fitted to Table 5: they give its parameter counts
+                        (fitnet1 249.6K, ~250K; fitnet2 861,928, ~862K) and, with the teacher's, its compression
+                        rates. FitNet 3's stage-1 widths 32,48,80,80 are ours, not a source's: the
+                        re-implementations' 32,48,64,64 count 324M multiplications and 1.50M parameters against
+                        Table 5's ~392M and ~1.6M; 80,80 for the last two layers, the smallest change found that
+                        brings both within 2%, gives 386M and 1.58M (docs/protocol-decisions.md, item 6)
   fitnet_mnist          the MNIST FitNet of yaml/MNIST_fitnet_valid.yaml, EXACT; guided layer h3 (`[[3, 1]]`)
-  maxout_teacher_cifar  3 maxout conv (96, 192, 192) + maxout FC 500x5, zhuangzi926's sizes (nets/maxout.py,
-                        without its batch norm); the paper's teacher YAMLs are not released (~9M params there)
+  maxout_teacher_cifar  the maxout paper's CIFAR-10 network (Goodfellow et al. 2013; lisa-lab/pylearn2
+                        scripts/papers/maxout/cifar10.yaml): maxout conv 96 (8x8, pad 4, pool 4/2), 192 (8x8,
+                        pad 3, pool 4/2), 192 (5x5, pad 3, pool 2/2), pooled as pylearn2 rounds, a maxout FC of
+                        500 units and the softmax. The FitNets teacher YAMLs are not released; with the FC at 2
+                        pieces (the yaml has 5) it counts Table 5's ~9M parameters and ~725M multiplications
+                        (9.04M, 725.1M; 5 pieces: 16.2M, 732M). Dropout is an option (the maxout recipe's)
   maxout_teacher_mnist  3 maxout conv (48, 48, 24), zhuangzi926's sizes; the paper reports ~361K parameters
   fitnet_depth{3..13}   Fig. 3's students: `depth` maxout conv layers in three stages of widths w, 2w, 3w
                         (pools after stages 1 and 2, a global max-pool after stage 3), w chosen by the
                         multiplication counter so that the net costs `budget` multiplications (within ~10%)
-Pylearn2 pools round the output size up where a window overhangs the map; torch's max-pool rounds
-down (as the re-implementations do), which changes the teachers' map sizes by one in places.
+Pylearn2 pools round the output size up where a window overhangs the map (Conv.round_up, torch's
+ceil_mode); the MNIST teacher, a PyTorch re-implementation's, rounds down. Only the teachers' windows
+overhang: the FitNets' pools tile their maps exactly.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
@@ -46,7 +58,10 @@ GLOBAL = -1  # pool over the whole map
 
 @dataclass(frozen=True)
 class Conv:
-    """One pylearn2 MaxoutConvC01B: maxout conv, then a max-pool (pool 0: none; GLOBAL: the whole map)."""
+    """One pylearn2 MaxoutConvC01B: maxout conv, then a max-pool (pool 0: none; GLOBAL: the whole map).
+    `round_up`: where the last window overhangs the map, pylearn2's pool (cuda-convnet's, lisa-lab/pylearn2
+    c3fb3c9 pylearn2/sandbox/cuda_convnet/pool.py line 258: outputs = ceil((size - pool) / stride) + 1)
+    keeps it; False rounds down, as torch's default and the PyTorch re-implementations do."""
 
     out: int
     kernel: int = 3
@@ -54,6 +69,21 @@ class Conv:
     pieces: int = 2
     pool: int = 0
     stride: int = 0  # pool stride (0: the pool size)
+    round_up: bool = True
+
+    def detector_size(self, size: int) -> int:
+        """The side of the conv's output map (pylearn2's detector space), before pooling."""
+        return size + 2 * self.pad - self.kernel + 1
+
+    def output_size(self, size: int) -> int:
+        """The side of the layer's output map: the detector map pooled."""
+        size = self.detector_size(size)
+        if self.pool == GLOBAL:
+            return 1
+        if self.pool <= 1:
+            return size
+        stride = self.stride or self.pool
+        return (-(-(size - self.pool) // stride) if self.round_up else (size - self.pool) // stride) + 1
 
 
 @dataclass(frozen=True)
@@ -67,34 +97,101 @@ class MaxoutLayer(nn.Sequential):
         layers: list[nn.Module] = [MaxoutConv2d(in_channels, spec.out, spec.kernel, spec.pieces, spec.pad)]
         if spec.pool == GLOBAL:
             layers.append(nn.AdaptiveMaxPool2d(1))
-        elif spec.pool > 1:
-            layers.append(nn.MaxPool2d(spec.pool, spec.stride or spec.pool))
+        elif spec.pool > 1:  # torch's ceil_mode is pylearn2's rounding up wherever pool >= stride, as in every net here
+            layers.append(nn.MaxPool2d(spec.pool, spec.stride or spec.pool, ceil_mode=spec.round_up))
         super().__init__(*layers)
 
 
+class InputDropout(nn.Module):
+    """pylearn2's dropout of a layer's input (pylearn2/models/mlp.py MLP.dropout_fprop and apply_dropout, c3fb3c9
+    lines 769-850): in training each unit of each example is kept with probability `include_prob` and
+    multiplied by `scale`, which pylearn2 does not tie to 1/include_prob (the maxout paper keeps the
+    image's pixels with 0.8 at scale 1); at evaluation the input passes unchanged."""
+
+    def __init__(self, include_prob: float, scale: float):
+        super().__init__()
+        if not 0 < include_prob <= 1:
+            raise ModelError(f"dropout include_prob must lie in (0, 1], got {include_prob}")
+        self.include_prob, self.scale = include_prob, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        return x * torch.bernoulli(torch.full_like(x, self.include_prob)) * self.scale
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """pylearn2's Dropout cost: the network's input (h0's) kept with `input_include_prob` and scaled by
+    `input_scale`, every later layer's input (the conv layers', the maxout FC's, the softmax's) with
+    `hidden_include_prob` and `hidden_scale`. Include probability 1: no dropout there."""
+
+    input_include_prob: float = 1.0
+    input_scale: float = 1.0
+    hidden_include_prob: float = 1.0
+    hidden_scale: float = 1.0
+
+    def before(self, index: int) -> nn.Module | None:
+        """The dropout of layer `index`'s input (0: the network's input), None where there is none."""
+        prob, scale = (self.input_include_prob, self.input_scale) if index == 0 else (self.hidden_include_prob, self.hidden_scale)
+        return InputDropout(prob, scale) if prob < 1 else None
+
+
+@dataclass(frozen=True)
+class LayerRules:
+    """The training rules pylearn2 layers carry, which the engine honours (engine/train.py make_optimizer):
+    `conv_lr_scale` multiplies the rate of every maxout conv layer's weights and biases (W_lr_scale,
+    b_lr_scale); `max_kernel_norm` bounds the norm of each conv output channel's kernel (one value, or
+    one per conv layer); `max_col_norm` bounds each maxout FC unit's weights, `softmax_max_col_norm` each
+    class's softmax weights. None: no constraint."""
+
+    conv_lr_scale: float = 1.0
+    max_kernel_norm: float | list[float] | None = None
+    max_col_norm: float | None = None
+    softmax_max_col_norm: float | None = None
+
+    def apply(self, net: "MaxoutNet") -> None:
+        convs = [block[0].conv for block in net.features if isinstance(block, MaxoutLayer)]
+        kernel_norms = self.max_kernel_norm if isinstance(self.max_kernel_norm, (list, tuple)) else [self.max_kernel_norm] * len(convs)
+        if len(kernel_norms) != len(convs):
+            raise ModelError(f"max_kernel_norm: {len(kernel_norms)} values for {len(convs)} conv layers")
+        for conv, norm in zip(convs, kernel_norms):
+            conv.lr_scale, conv.max_norm = self.conv_lr_scale, norm
+        for module in net.embedding:
+            if isinstance(module, MaxoutLinear):
+                module.linear.max_norm = self.max_col_norm
+        net.classifier.max_norm = self.softmax_max_col_norm
+
+
 class MaxoutNet(nn.Module):
+    """Submodules: features.h0 ... (the conv layers; features.h<i>_dropout before h<i> when its input is
+    dropped), embedding (flatten, then the maxout FC layers, each after its input's dropout), classifier
+    (the softmax's linear map), classifier_dropout (its input's dropout, or Identity)."""
+
     def __init__(self, layers: list[Conv | FC], num_classes: int, in_channels: int, image_size: int,
-                 hint_layer: str | None = None, guided_layer: str | None = None, init_range: float | None = None):
+                 hint_layer: str | None = None, guided_layer: str | None = None, init_range: float | None = None,
+                 rules: LayerRules = LayerRules(), dropout: Dropout = Dropout()):
         super().__init__()
         convs = [s for s in layers if isinstance(s, Conv)]
         fcs = [s for s in layers if isinstance(s, FC)]
-        blocks, channels = OrderedDict(), in_channels
+        blocks, channels, size = OrderedDict(), in_channels, image_size
         for i, spec in enumerate(convs):
-            blocks[f"h{i}"] = MaxoutLayer(channels, spec)
-            channels = spec.out
-        self.features = nn.Sequential(blocks)
-        size = image_size
-        for spec in convs:
-            size = size + 2 * spec.pad - spec.kernel + 1
-            if size < 1:
+            if spec.detector_size(size) < 1:
                 raise ModelError(f"maxout net: {image_size}x{image_size} input is too small for these layers")
-            size = 1 if spec.pool == GLOBAL else (size - spec.pool) // (spec.stride or spec.pool) + 1 if spec.pool > 1 else size
+            if (drop := dropout.before(i)) is not None:
+                blocks[f"h{i}_dropout"] = drop
+            blocks[f"h{i}"] = MaxoutLayer(channels, spec)
+            channels, size = spec.out, spec.output_size(size)
+        self.features = nn.Sequential(blocks)
         head: list[nn.Module] = [nn.Flatten()]
         features = channels * size * size
-        for spec in fcs:
+        for j, spec in enumerate(fcs):
+            if (drop := dropout.before(len(convs) + j)) is not None:
+                head.append(drop)
             head.append(MaxoutLinear(features, spec.out, spec.pieces))
             features = spec.out
         self.embedding = nn.Sequential(*head)
+        self.classifier_dropout = dropout.before(len(layers)) or nn.Identity()
         self.classifier = nn.Linear(features, num_classes)
         if hint_layer:
             self.hint_layer = hint_layer
@@ -105,14 +202,14 @@ class MaxoutNet(nn.Module):
                 if isinstance(module, (nn.Conv2d, nn.Linear)):
                     nn.init.uniform_(module.weight, -init_range, init_range)
                     nn.init.zeros_(module.bias)
+        rules.apply(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embedding(self.features(x)))
+        return self.classifier(self.classifier_dropout(self.embedding(self.features(x))))
 
 
 def _scale(layers: list[Conv | FC], width: float) -> list[Conv | FC]:
-    return [Conv(scaled(s.out, width), s.kernel, s.pad, s.pieces, s.pool, s.stride) if isinstance(s, Conv)
-            else FC(scaled(s.out, width), s.pieces) for s in layers]
+    return [replace(s, out=scaled(s.out, width)) for s in layers]
 
 
 def _stages(widths: list[list[int]], last_pool: int = GLOBAL) -> list[Conv]:
@@ -126,15 +223,22 @@ def _stages(widths: list[list[int]], last_pool: int = GLOBAL) -> list[Conv]:
 
 
 ARCHS: dict[str, list[Conv | FC]] = {
-    "fitnet1": _stages([[16, 16, 16], [32, 32, 32], [48, 48, 64]]),
-    "fitnet2": _stages([[16, 32, 32], [48, 64, 80], [96, 96, 128]]),
-    "fitnet3": _stages([[32, 48, 64, 64], [80, 80, 80, 80], [128, 128, 128]]),
+    # FitNets 1-3 (Table 5: 11, 11, 13 layers): conv layers, a maxout FC of 500 units x 2 pieces, the softmax
+    "fitnet1": _stages([[16, 16, 16], [32, 32, 32], [48, 48, 64]]) + [FC(500, 2)],
+    "fitnet2": _stages([[16, 32, 32], [48, 64, 80], [96, 96, 128]]) + [FC(500, 2)],
+    "fitnet3": _stages([[32, 48, 80, 80], [80, 80, 80, 80], [128, 128, 128]]) + [FC(500, 2)],
     "fitnet4": _stages([[32, 32, 32, 48, 48], [80] * 6, [128] * 6]) + [FC(500, 5)],
     "fitnet_mnist": [Conv(16, 5, 0), Conv(16, 3, 0, pool=4, stride=2), Conv(16, 5, 3), Conv(16, 3, 0, pool=4, stride=2),
                      Conv(12, 3, 3, pieces=4), Conv(12, 3, 0, pieces=4, pool=2)],
-    "maxout_teacher_cifar": [Conv(96, 7, 3, pool=4, stride=2), Conv(192, 7, 2, pool=4, stride=2),
-                             Conv(192, 5, 2, pool=2), FC(500, 5)],
-    "maxout_teacher_mnist": [Conv(48, 7, 3, pool=4, stride=2), Conv(48, 7, 2, pool=4, stride=2), Conv(24, 5, 2, pool=2)],
+    # the maxout paper's CIFAR-10 net (lisa-lab/pylearn2 af81e5c, pylearn2/scripts/papers/maxout/cifar10.yaml lines
+    # 9-65), its FC at 2 pieces (the yaml's 5 count 16.2M parameters; 2 give Table 5's ~9M, item 5 of
+    # docs/protocol-decisions.md)
+    "maxout_teacher_cifar": [Conv(96, 8, 4, pool=4, stride=2), Conv(192, 8, 3, pool=4, stride=2),
+                             Conv(192, 5, 3, pool=2), FC(500, 2)],
+    # zhuangzi926's PyTorch sizes, pooled as torch rounds (down): rounded up, its h1 hint map would be 5x5, larger than
+    # the MNIST FitNet's 4x4 guided h3
+    "maxout_teacher_mnist": [Conv(48, 7, 3, pool=4, stride=2, round_up=False), Conv(48, 7, 2, pool=4, stride=2, round_up=False),
+                             Conv(24, 5, 2, pool=2, round_up=False)],
 }
 # the module a student is guided by (teachers) / the student's guided layer (FitNets)
 HINT_LAYERS = {
@@ -178,25 +282,34 @@ def depth_base_width(depth: int, budget: float, in_channels: int, image_size: in
 
 
 def make(arch: str):
-    def build(num_classes: int, in_channels: int, image_size: int, width: float = 1.0, init_range: float = INIT_RANGE) -> nn.Module:
+    def build(num_classes: int, in_channels: int, image_size: int, width: float = 1.0, init_range: float = INIT_RANGE,
+              conv_lr_scale: float = 1.0, max_kernel_norm: float | list[float] | None = None, max_col_norm: float | None = None,
+              softmax_max_col_norm: float | None = None, input_include_prob: float = 1.0, input_scale: float = 1.0,
+              hidden_include_prob: float = 1.0, hidden_scale: float = 1.0) -> nn.Module:
         role = "hint_layer" if arch in TEACHERS else "guided_layer"
+        rules = LayerRules(conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm)
+        dropout = Dropout(input_include_prob, input_scale, hidden_include_prob, hidden_scale)
         return MaxoutNet(_scale(ARCHS[arch], width), num_classes, in_channels, image_size,
-                         init_range=init_range, **{role: HINT_LAYERS[arch]})
+                         init_range=init_range, rules=rules, dropout=dropout, **{role: HINT_LAYERS[arch]})
 
-    build.__doc__ = f"FitNets {arch}: `width` scales every layer; `init_range` 0.005 = pylearn2's irange (0: PyTorch's init)."
+    build.__doc__ = (f"FitNets {arch}: `width` scales every layer; `init_range` 0.005 = pylearn2's irange (0: PyTorch's init); "
+                     "the pylearn2 layer rules (LayerRules) conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm; "
+                     "pylearn2's dropout (Dropout) input_include_prob, input_scale, hidden_include_prob, hidden_scale.")
     return build
 
 
 def make_depth(depth: int):
     def build(num_classes: int, in_channels: int, image_size: int, budget: float = 30e6, width: float = 1.0,
-              init_range: float = INIT_RANGE) -> nn.Module:
+              init_range: float = INIT_RANGE, conv_lr_scale: float = 1.0, max_kernel_norm: float | None = None,
+              max_col_norm: float | None = None, softmax_max_col_norm: float | None = None) -> nn.Module:
         base = depth_base_width(depth, budget, in_channels, image_size, num_classes)
         layers = _scale(depth_layers(depth, base), width)
+        rules = LayerRules(conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm)
         return MaxoutNet(layers, num_classes, in_channels, image_size, guided_layer=hint_layers(f"fitnet_depth{depth}"),
-                         init_range=init_range)
+                         init_range=init_range, rules=rules)
 
     build.__doc__ = (f"Fig. 3 student of {depth} maxout conv layers costing `budget` multiplications at the input it is "
-                     "built for (widths w, 2w, 3w by stage); `width` scales it afterwards.")
+                     "built for (widths w, 2w, 3w by stage); `width` scales it afterwards; the layer rules as FitNets'.")
     return build
 
 
@@ -217,11 +330,9 @@ def count_layers(layers: list[Conv | FC], num_classes: int, in_channels: int, im
     channels, size = in_channels, image_size
     for spec in layers:
         if isinstance(spec, Conv):
-            size = size + 2 * spec.pad - spec.kernel + 1
-            mult += spec.pieces * size * size * spec.kernel**2 * channels * spec.out
+            mult += spec.pieces * spec.detector_size(size) ** 2 * spec.kernel**2 * channels * spec.out
             params += spec.pieces * spec.kernel**2 * channels * spec.out
-            channels = spec.out
-            size = 1 if spec.pool == GLOBAL else (size - spec.pool) // (spec.stride or spec.pool) + 1 if spec.pool > 1 else size
+            channels, size = spec.out, spec.output_size(size)
         else:
             inputs = channels * size * size
             mult += spec.pieces * inputs * spec.out

@@ -17,14 +17,19 @@ from kdrepro.models.registry import ModelError, fan_out_init, register_model, sc
 
 
 class ZeroPadShortcut(nn.Module):
+    """Option A: the strided identity, then the extra channels as zeros, all of them after the identity's.
+    The KTG code (somaminami/DCL b9c5cf1, lib/models.py lines 54-63, DownsampleA) does
+    torch.cat((x, x.mul(0)), 1) after a stride-2 AvgPool2d of kernel 1 (a plain subsampling); padding
+    with out - in zero channels at the end is that when out = 2 * in, and stays defined for widths
+    scaled by another factor."""
+
     def __init__(self, out_channels: int, stride: int):
         super().__init__()
         self.out_channels, self.stride = out_channels, stride
 
     def forward(self, x):
         x = x[:, :, :: self.stride, :: self.stride]
-        extra = self.out_channels - x.shape[1]
-        return F.pad(x, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+        return F.pad(x, (0, 0, 0, 0, 0, self.out_channels - x.shape[1]))
 
 
 class BasicBlock(nn.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from kdrepro.data.samplers import sampler_tag
 from kdrepro.experiments import Registry, Target, num_classes
 from kdrepro.graph import LABELS, Edge, RunSpec
 from kdrepro.papers.base import Paper
@@ -39,11 +40,10 @@ class CCKD(Paper):
         if name == "random":
             return None
         if name == "cur":
-            return {"name": "cur", "classes_per_batch": k}
+            return {"name": "cur", self.settings["cur"]["reading"]: k}
         sur = self.settings["sur"]
         superclasses = min(sur["superclasses"], num_classes(dataset, self.config))  # at most one per class
-        return {"name": "sur", "superclasses": superclasses, "superclasses_per_batch": sur["superclasses_per_batch"],
-                "node": "teacher"}
+        return {"name": "sur", "superclasses": superclasses, sur["reading"]: sur["k"], "node": "teacher"}
 
     def specs(self, cell: dict[str, Any], dataset: str, seed: int) -> dict[str, RunSpec]:
         """The cell's run last, after the TAKD runs it needs (teacher; KD base)."""
@@ -78,8 +78,7 @@ class CCKD(Paper):
             edges = (*base.edges, Edge("teacher", "student", "cc", weight=hyper("beta"), options=options))
         sampler = self.sampler(cell.get("sampler", "random"), cell.get("k"), dataset)
         if sampler:
-            tag += "-" + sampler["name"] + (f"{sampler['classes_per_batch']}" if sampler["name"] == "cur" else
-                                            f"{sampler['superclasses']}x{sampler['superclasses_per_batch']}")
+            tag += "-" + sampler_tag(sampler)
         name = f"cckd/{dataset}/{teacher}-{student}/{tag}/s{seed}"
         specs[name] = replace(base, name=name, edges=edges, sampler=sampler)
         return specs
@@ -91,9 +90,11 @@ class CCKD(Paper):
             return {f"P={p}": {"method": "cc", "kernel": "rbf", "order": p} for p in settings["orders"]}
         if decl.get("samplers_from_setting"):
             out = {"Random": {"method": "cc"}}
-            out |= {f"CUR k={k}": {"method": "cc", "sampler": "cur", "k": k} for k in settings["cur_classes"]}
-            sur = settings["sur"]
-            out[f"SUR ({sur['superclasses']} superclasses, {sur['superclasses_per_batch']}/batch)"] = {"method": "cc", "sampler": "sur"}
+            cur, sur = settings["cur"], settings["sur"]
+            out |= {f"CUR k={k}" if cur["reading"] == "samples_per_class" else f"CUR {k} classes/batch": {"method": "cc", "sampler": "cur", "k": k}
+                    for k in cur["k"]}
+            k = f"k={sur['k']}" if sur["reading"] == "samples_per_superclass" else f"{sur['k']}/batch"
+            out[f"SUR ({sur['superclasses']} superclasses, {k})"] = {"method": "cc", "sampler": "sur"}
             return out
         return {col: cell for col, cell in decl["cells"].items() if settings["repdistiller"] or cell["method"] != "cc_repdistiller"}
 

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from kdrepro.bench import inference_seconds
-from kdrepro.experiments import TEST_SIZE, Target, run_of
+from kdrepro.experiments import Target, dataset_facts, run_of
 from kdrepro.models.registry import entry
 from kdrepro.papers.fitnets_runs import FitNetsRuns, parse
 from kdrepro.report.claims import Claim, compare
@@ -32,7 +32,7 @@ class FitNets(FitNetsRuns):
         """Seconds of one pass over (at most SPEED_IMAGES of) the test split per network as trained, with the
         setting's threads; weights do not change the time, so the networks are freshly built."""
         channels, size = self.input_shape(dataset)
-        n = min(TEST_SIZE.get(dataset, 10_000), self.config["data"]["test_subset"] or SPEED_IMAGES, SPEED_IMAGES)
+        n = min(dataset_facts(dataset, self.config).test, self.config["data"]["test_subset"] or SPEED_IMAGES, SPEED_IMAGES)
         images = torch.randn(n, channels, size, size, generator=torch.Generator().manual_seed(0))
         networks = {arch: self.network(arch, dataset) for arch in archs}
         return inference_seconds(networks, images, self.config["threads_per_job"], repeats=SPEED_REPEATS)

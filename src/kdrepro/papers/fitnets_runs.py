@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from kdrepro.experiments import INPUT_CHANNELS, NATIVE_SIZE, num_classes
+from kdrepro.experiments import dataset_facts, num_classes
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import create_model
 from kdrepro.models.maxout import ARCHS, count_layers, count_multiplications, count_weights, hint_layers
@@ -80,8 +80,8 @@ class FitNetsRuns(Paper):
     def input_shape(self, dataset: str) -> tuple[int, int]:
         """(channels, size) of the images the networks see in this setting."""
         pad_to = self.config["data"]["pad_to"]
-        size = NATIVE_SIZE.get(dataset, 32)
-        return INPUT_CHANNELS.get(dataset, 3), max(size, pad_to) if pad_to else size
+        facts = dataset_facts(dataset, self.config)
+        return facts.channels, max(facts.size, pad_to) if pad_to else facts.size
 
     def data(self, dataset: str, **overrides: Any) -> Data:
         """FitNets' own training subset, no validation split, the recipe's augmentation."""
@@ -91,7 +91,9 @@ class FitNetsRuns(Paper):
 
     # -- runs ----------------------------------------------------------------------------------
     def options(self, arch: str, budget: float | None = None) -> dict[str, Any]:
-        options: dict[str, Any] = {"init_range": self.settings["init_range"]}
+        rules = self.experiment["layer_rules"]["fitnet_depth" if budget is not None else arch]
+        dropout = self.experiment["teacher_recipes"].get(arch, {}).get("dropout", {})
+        options: dict[str, Any] = {"init_range": self.settings["init_range"], **rules, **dropout}
         if budget is not None:
             options["budget"] = budget * 1e6
         elif self.settings["width"] != 1:
@@ -117,14 +119,15 @@ class FitNetsRuns(Paper):
         if method == "scratch":
             is_teacher = arch == self.teacher(dataset)
             epochs = (self.settings["teacher_epochs"] or self.settings["epochs"]) if is_teacher else self.settings["epochs"]
-            return {name: self.run_spec(name, dataset, seed, (student,), (Edge(LABELS, "student", "ce"),), epochs)}
+            recipe = self.experiment["teacher_recipes"].get(arch) if is_teacher else None
+            return {name: self.run_spec(name, dataset, seed, (student,), (Edge(LABELS, "student", "ce"),), epochs, recipe)}
         teacher_arch = self.teacher(dataset)
         specs = self.specs("scratch", teacher_arch, None, dataset, seed)
         teacher = Node("teacher", teacher_arch, self.options(teacher_arch), frozen_from=next(reversed(specs)))
         if method == "hint":
             hint = Edge("teacher", "student", "fitnets_hint", options={
                 "source_layer": hint_layers(teacher_arch), "target_layer": hint_layers(arch),
-                "reduction": self.protocol["hint_reduction"]})
+                "reduction": self.protocol["hint_reduction"], "max_kernel_norm": self.experiment["regressor_max_kernel_norm"]})
             specs[name] = self.run_spec(name, dataset, seed, (teacher, student), (hint,), self.settings["hint_epochs"])
             return specs
         if method == "fitnet":
@@ -146,22 +149,24 @@ class FitNetsRuns(Paper):
         return Edge(LABELS, "student", "ce"), kd
 
     def run_spec(self, name: str, dataset: str, seed: int, nodes: tuple[Node, ...], edges: tuple[Edge, ...],
-                 epochs: int) -> RunSpec:
-        recipe = self.recipe(dataset)
+                 epochs: int, teacher_recipe: dict[str, Any] | None = None) -> RunSpec:
+        """A run of the dataset's student recipe, or of `teacher_recipe` (its own optimiser, schedule and augmentation)."""
+        recipe = teacher_recipe or self.recipe(dataset)
+        lr = self.settings["teacher_lr" if teacher_recipe else "lr"] or recipe["optimizer"]["lr"]
         return RunSpec(
-            name=name, data=self.data(dataset), nodes=nodes, edges=edges, epochs=epochs, seed=seed,
-            batch_size=self.settings["batch_size"],
-            optimizer=Optimizer(**{**recipe["optimizer"], "lr": self.settings["lr"] or recipe["optimizer"]["lr"]}),
-            schedule=Schedule("constant"),
+            name=name, data=self.data(dataset, **self.augmentation(recipe)), nodes=nodes, edges=edges, epochs=epochs,
+            seed=seed, batch_size=self.settings["batch_size"], optimizer=Optimizer(**{**recipe["optimizer"], "lr": lr}),
+            schedule=Schedule.from_dict(recipe.get("schedule", {})),
         )
 
     def note(self) -> str:
         s = self.settings
         return (f"Setting scale: {s['epochs']} epochs (paper 288 on CIFAR), hint stage {s['hint_epochs']} epoch(s), "
                 f"maxout widths x{s['width']}, init_range {s['init_range']}, "
-                f"{'augmentation as the official code' if s['augment'] else 'no augmentation'}, no GCN/ZCA whitening and no "
-                f"max-norm constraints; KD term {'tau^2 KL (Hinton)' if s['tau_squared'] else 'cross-entropy without tau^2 (Eq. 2)'}, "
-                f"lambda annealed linearly; lr scale of the stage-1 layers {s['lr_scale']:g}; RMSProp.")
+                f"{'augmentation as the official code' if s['augment'] else 'no augmentation'}, no GCN/ZCA whitening, the official "
+                f"layer rates and max-norm constraints; KD term {'tau^2 KL (Hinton)' if s['tau_squared'] else 'cross-entropy without tau^2 (Eq. 2)'}, "
+                f"lambda annealed linearly; lr scale of the stage-1 layers {s['lr_scale']:g}; RMSProp; the CIFAR teacher: the maxout "
+                f"paper's recipe (SGD with momentum, linear decay, dropout), {s['teacher_epochs'] or s['epochs']} epochs (paper 474).")
 
     # -- networks as trained ---------------------------------------------------------------------
     def network(self, arch: str, dataset: str, budget: float | None = None) -> torch.nn.Module:

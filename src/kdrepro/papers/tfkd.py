@@ -99,26 +99,34 @@ class TfKD(Paper):
                 h = self.lookup_hyper(hyper["self"], student)
             else:  # normal KD and De-KD use loss_kd with the pair's params.json
                 h = hyper["kd"].get("pairs", {}).get(f"{teacher}>{student}") or self.lookup_hyper(hyper["kd"], student)
-            multiplier = h.get("multiplier", 1) if cell.method == "self" and self.protocol["multiplier"] else 1
+            multiplier = h.get("multiplier", 1) if cell.method == "self" else 1
             edges = [Edge(LABELS, "student", "ce", weight=1 - h["alpha"]),
                      Edge("teacher", "student", "kd", weight=h["alpha"] * multiplier,
-                          options={"temperature": h["temperature"], **self.protocol["kd"]})]
+                          options={"temperature": h["temperature"], "class_reduction": self.experiment["kl_class_reduction"]})]
         elif cell.method == "reg":
             h = self.lookup_hyper(hyper["reg"], student)
-            options = {"correct_prob": hyper["correct_prob"], "temperature": h["temperature"], **self.protocol["tfkd_reg"]}
-            if self.protocol["multiplier"]:
-                options["multiplier"] = h["multiplier"]
+            options = {"correct_prob": hyper["correct_prob"], "temperature": h["temperature"],
+                       "class_reduction": self.experiment["kl_class_reduction"], **self.protocol["tfkd_reg"]}
             edges = [Edge(LABELS, "student", "ce", weight=1 - h["alpha"]),
-                     Edge(LABELS, "student", "tfkd_reg", weight=h["alpha"], options=options)]
+                     Edge(LABELS, "student", "tfkd_reg", weight=h["alpha"] * h["multiplier"], options=options)]
         elif cell.method == "lsr":
             edges = [Edge(LABELS, "student", "label_smoothing", options={"epsilon": hyper["lsr_epsilon"], **self.protocol["label_smoothing"]})]
         name = self.run_name(cell, dataset, seed)
-        specs[name] = self.run_spec(name, dataset, seed, nodes, edges, save_epochs)
+        specs[name] = self.run_spec(name, dataset, seed, nodes, edges, save_epochs, self.batch_size(cell))
         return specs
 
-    def run_spec(self, name: str, dataset: str, seed: int, nodes: list[Node], edges: list[Edge], save_epochs: tuple[int, ...]) -> RunSpec:
+    def batch_size(self, cell: Cell) -> int:
+        """The setting's tfkd.batch_size, else the cell's official params.json batch (tfkd.yaml `batch_size`)."""
+        if self.settings["batch_size"]:
+            return self.settings["batch_size"]
+        official, student = self.experiment["batch_size"], self.trained(cell.arch)
+        if cell.method in ("kd", "dekd"):
+            return official["kd"].get(f"{self.trained(cell.teacher)}>{student}", official["default"])
+        return official["self" if cell.method == "self" else "base"].get(student, official["default"])
+
+    def run_spec(self, name: str, dataset: str, seed: int, nodes: list[Node], edges: list[Edge], save_epochs: tuple[int, ...],
+                 batch: int) -> RunSpec:
         training = self.experiment["training"]
-        batch = self.settings["batch_size"]
         optimizer = dict(training["optimizer"], lr=training["optimizer"]["lr"] * batch / training["lr_reference_batch"])
         return RunSpec(
             name=name,

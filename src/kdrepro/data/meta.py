@@ -1,0 +1,77 @@
+"""What each dataset is, known without loading it: classes, channels, native image side, split sizes.
+
+Settings and run specs are checked against these before any job starts (subsets, the validation
+split, pad_to, sampler counts); a test compares them with what the loaders return.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from kdrepro.data.sources import default_root
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    name: str
+    num_classes: int
+    channels: int  # as the loader returns them (an image folder is read as RGB)
+    size: int  # native image side (images are square)
+    train: int  # images in the training split
+    test: int
+
+
+PUBLISHED = {
+    meta.name: meta
+    for meta in (
+        DatasetMeta("fashion_mnist", 10, 1, 28, 60_000, 10_000),
+        DatasetMeta("mnist", 10, 1, 28, 60_000, 10_000),
+        DatasetMeta("cifar10", 10, 3, 32, 50_000, 10_000),
+        DatasetMeta("cifar100", 100, 3, 32, 50_000, 10_000),
+        DatasetMeta("svhn", 10, 3, 32, 73_257, 26_032),
+    )
+}
+
+
+def dataset_meta(name: str, root: str | Path | None = None) -> DatasetMeta | None:
+    """The dataset's sizes; None where they are not known before loading (a dataset registered by
+    a user, an image folder that is not there: its loader then says what is missing)."""
+    if name == "image_folder":
+        return image_folder_meta(Path(root) if root else default_root(name))
+    return PUBLISHED.get(name)
+
+
+@functools.lru_cache(maxsize=None)
+def image_folder_meta(root: Path) -> DatasetMeta | None:
+    """root/{train,test}/<class>/<image>, counted from the listing (what load_image_folder reads);
+    the image side comes from the first image's header, nothing is decoded."""
+    if not (root / "train").is_dir() or not (root / "test").is_dir():
+        return None
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    files = {split: [f for c in classes for f in sorted((root / split / c).glob("*"))] for split in ("train", "test")}
+    if not files["train"]:
+        return None
+    with Image.open(files["train"][0]) as first:
+        width = first.size[0]
+    return DatasetMeta("image_folder", len(classes), 3, width, len(files["train"]), len(files["test"]))
+
+
+def split_problems(meta: DatasetMeta, *, train_subset: int | None = None, test_subset: int | None = None,
+                   validation: int = 0, pad_to: int | None = None) -> dict[str, str]:
+    """What is wrong with taking these splits of the dataset, by the key that asks for it (empty: nothing)."""
+    problems = {}
+    if train_subset is not None and train_subset > meta.train:
+        problems["train_subset"] = f"{train_subset} images asked for, but {meta.name} has {meta.train} training images"
+    if test_subset is not None and test_subset > meta.test:
+        problems["test_subset"] = f"{test_subset} images asked for, but {meta.name} has {meta.test} test images"
+    training = min(train_subset or meta.train, meta.train)
+    if validation >= training:
+        of = f"train_subset {train_subset}" if train_subset else f"all of {meta.name}"
+        problems["validation"] = f"{validation} validation images leave none of the {training} training images ({of}) to train on"
+    if pad_to is not None and pad_to < meta.size:
+        problems["pad_to"] = f"{pad_to} is smaller than the {meta.size}x{meta.size} images of {meta.name}"
+    return problems
