@@ -48,9 +48,12 @@ def snakemake(cwd, *args, check=True):
 
 
 @pytest.fixture(scope="session")
-def smoke_dag(tmp_path_factory) -> Path:
+def smoke_dag(request, tmp_path_factory) -> Path:
     """The whole DAG of the smoke setting (every paper's targets), run once per test session in a copy
-    of the workflow; each paper's smoke test checks its own outputs there."""
+    of the workflow; each paper's smoke test checks its own outputs there. Minutes of work: only tests
+    marked slow may use it, so that `make test` stays fast."""
+    if request.node.get_closest_marker("slow") is None:
+        pytest.fail(f"{request.node.nodeid} uses smoke_dag but is not marked slow")
     if not fashion_mnist_available():
         pytest.skip("Fashion-MNIST not on disk (run `make setup`, which installs it)")
     wd = copy_workflow(tmp_path_factory.mktemp("smoke"))

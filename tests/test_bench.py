@@ -17,7 +17,7 @@ def test_flop_counter_on_a_network_counted_by_hand():
     assert count_flops(net, (3, 8, 8)) == 2 * (4 * 8 * 8 * 27 + 256 * 10)
 
 
-@pytest.mark.parametrize("preset", ["cpu", "gpu"])
+@pytest.mark.parametrize("preset", ["cpu", pytest.param("gpu", marks=pytest.mark.slow)])  # the GPU preset on a CPU: slow
 def test_bench_writes_a_well_formed_report(tmp_path, preset):
     if preset == "cpu" and not fashion_mnist_available():
         pytest.skip("the cpu preset reads the real Fashion-MNIST")

@@ -260,6 +260,7 @@ def test_default_setting_shares_takd_runs_and_stays_small():
 
 @needs_fashion_mnist
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_smoke_run_of_the_cckd_targets(smoke_dag):
     wd = smoke_dag
     tables = wd / "results/smoke/tables"

@@ -279,6 +279,7 @@ def test_hand_off_guided_layers_start_from_stage_one_and_the_rest_from_the_fresh
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_smoke_run_of_the_fitnets_targets(smoke_dag):
     import pandas as pd

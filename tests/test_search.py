@@ -172,6 +172,7 @@ def test_a_journal_of_another_configuration_is_set_aside(pretrained, tmp_path):
     assert list(other.directory.glob("journal-*.stale.log"))
 
 
+@pytest.mark.slow
 def test_smoke_run_builds_the_ktg_targets(smoke_dag):
     from conftest import STALE_GRAPH, snakemake
     from kdrepro.search import Graph

@@ -18,7 +18,7 @@ import yaml
 
 from conftest import REPO, copy_workflow, needs_fashion_mnist
 
-pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow]
 
 SCRIPT = REPO / "workflow/scripts/slurm_cluster.sh"
 # one teacher -> assistant -> student chain (plane10 -> plane8 -> plane2 and two more assistants)

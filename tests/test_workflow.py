@@ -61,6 +61,7 @@ def test_values_that_do_not_fit_the_dataset_are_rejected_before_any_job(workdir)
     assert "config key data.train_subset: 70000 images asked for, but fashion_mnist has 60000" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_smoke_run_builds_every_table_figure_and_the_report(smoke_dag):
     wd = smoke_dag
     tables = wd / "results/smoke/tables"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from kdrepro import kernels
+
 DEFAULT_CONFIG = ["config/config.yaml"]
 PRECISIONS = ["fp32", "bf16"]
 COMPILE_MODES = ["default", "reduce-overhead", "max-autotune"]
@@ -53,11 +55,25 @@ def setting_flag(key: str, convert=str):
     return parse
 
 
-def registry_from(args):
+def setting_from(args) -> dict:
     from kdrepro import config as settings
+
+    return settings.load(args.configfile or DEFAULT_CONFIG, _overrides(args.config))
+
+
+def registry_from(args, config: dict | None = None):
     from kdrepro.experiments import build_registry
 
-    return build_registry(settings.load(args.configfile or DEFAULT_CONFIG, _overrides(args.config)))
+    return build_registry(config or setting_from(args))
+
+
+def pin_kernels(args, config: dict | None) -> None:
+    """The CPU instruction set of the flag, else the setting's; before the first tensor operation (building
+    a registry initialises networks), since each library reads it once."""
+    try:
+        kernels.pin(args.cpu_isa or (config or {}).get("cpu_isa"))
+    except ValueError as err:
+        raise SystemExit(f"kdrepro: {err}") from None
 
 
 def resolve_device(device: str) -> str:
@@ -83,6 +99,8 @@ def train_options(args, config: dict | None, setting: str) -> dict:
 
 
 def cmd_train(args) -> None:
+    config = None if args.spec_json else setting_from(args)
+    pin_kernels(args, config)
     import torch
 
     from kdrepro.engine import train_run
@@ -93,14 +111,14 @@ def cmd_train(args) -> None:
             raw = json.loads(args.spec_json)
         except json.JSONDecodeError as err:
             raise SystemExit(f"kdrepro: --spec-json is not valid JSON: {err}") from None
-        specs, setting, config = [RunSpec.from_dict(raw)], args.setting, None
+        specs, setting = [RunSpec.from_dict(raw)], args.setting
     else:
-        registry = registry_from(args)
+        registry = registry_from(args, config)
         for run in args.run:
             if run not in registry.runs:
                 close = [r for r in registry.runs if run in r][:10]
                 raise SystemExit(f"kdrepro: no run named {run!r}" + (f"; did you mean: {', '.join(close)}" if close else ""))
-        specs, setting, config = [registry.runs[r] for r in args.run], registry.setting, registry.config
+        specs, setting = [registry.runs[r] for r in args.run], registry.setting
         missing = sorted({d for spec in specs for d in spec.dependencies if not (registry.run_dir(d) / "checkpoint.pt").exists()})
         if missing:
             raise SystemExit(f"kdrepro: {', '.join(args.run)} need these runs first: {', '.join(missing)} (or use snakemake)")
@@ -121,12 +139,14 @@ def cmd_train(args) -> None:
 
 def cmd_search(args) -> None:
     """One worker of a KTG graph search (kdrepro.search), or the export of its best graph."""
+    config = setting_from(args)
+    pin_kernels(args, config)
     import torch
 
     from kdrepro.papers import ktg
     from kdrepro.search import export, run_worker
 
-    registry = registry_from(args)
+    registry = registry_from(args, config)
     searches = ktg.searches(registry)
     if args.list:
         for name, search in searches.items():
@@ -229,7 +249,7 @@ def cmd_verify(args) -> None:
     from kdrepro.engine.checkpoint import file_lock, load_checkpoint, set_aside
     from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME
 
-    given = settings.load(args.configfile or DEFAULT_CONFIG)
+    given = setting_from(args)
     setting = args.setting or given["setting"]
     results = Path("results") / setting
     if not results.is_dir():
@@ -315,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     for p in (train, search):  # how a run computes (not what it is): the setting's unless given here
         p.add_argument("--device", type=setting_flag("device"), help="cpu, cuda, cuda:N or auto (default: the setting's)")
         p.add_argument("--threads", type=setting_flag("threads_per_job", int), default=1, help="CPU threads for torch")
+        p.add_argument("--cpu-isa", choices=kernels.ISAS, help="pin the CPU kernels to this instruction set (default: the setting's)")
         p.add_argument("--precision", choices=PRECISIONS, help="bf16: train under bf16 autocast (default: the setting's)")
         p.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile the networks; reduce-overhead adds CUDA "
                        "graphs (default: the setting's)")

@@ -12,9 +12,12 @@ from kdrepro.experiments import build_registry
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting
 RESULTS = str(REGISTRY.results_dir)
-# How runs compute, not what they are (outside the config hash): bf16 autocast and torch.compile
-SPEED_FLAGS = f"--precision {config['precision']}" + (
-    f" --compile {config['compile']}" if config["compile"] else ""
+# How runs compute, not what they are (outside the config hash): bf16 autocast, torch.compile, and
+# the CPU instruction set the kernels are pinned to (kdrepro.kernels)
+SPEED_FLAGS = (
+    f"--precision {config['precision']}"
+    + (f" --compile {config['compile']}" if config["compile"] else "")
+    + (f" --cpu-isa {config['cpu_isa']}" if config["cpu_isa"] else "")
 )
 
 
@@ -68,6 +71,13 @@ def train_mem_mb(wildcards, attempt):
 def train_group(wildcards):
     """The bundle of short runs this run belongs to (None: a cluster job of its own)."""
     return TRAIN_PLAN[wildcards.run]["group"]
+
+
+def static_runs(target):
+    """The runs a target's rule lists when it is defined: all but those built from a search's
+    best.json, which come from the search's checkpoint (deferred_metrics in search_common.smk).
+    """
+    return [run for run in target.runs if run not in REGISTRY.searched]
 
 
 def all_outputs():

@@ -47,10 +47,14 @@ def search_runtime(wildcards, attempt):
 def deferred_metrics(target_name):
     """Input function of a target that reads searched graphs (KTG tables, figures, claims); []
     for the other targets. The runs come from best.json as the finished checkpoint wrote it,
-    which may differ from the file found at parse time: a search that ran again chose again."""
+    which may differ from the file found at parse time: a search that ran again chose again.
+    """
     studies = ktg_paper.deferred_studies(REGISTRY, target_name)
     if not studies:
         return []
+    # each file once in the rule's inputs, whichever way it came: Snakemake compares the recorded
+    # input list, duplicates included, with the next one's
+    listed = set(static_runs(REGISTRY.targets[target_name]))
 
     def inputs(wildcards):
         paths, pending = [], []
@@ -61,7 +65,9 @@ def deferred_metrics(target_name):
                 pending.append(err)
                 continue
             runs = ktg_paper.deferred_runs(REGISTRY, study)
-            for run in runs:  # a cluster job of its own (no bundle: the plan was made before)
+            for (
+                run
+            ) in runs:  # a cluster job of its own (no bundle: the plan was made before)
                 if run not in TRAIN_PLAN:
                     TRAIN_PLAN[run] = {
                         "minutes": estimate_minutes(
@@ -71,8 +77,10 @@ def deferred_metrics(target_name):
                         "group": None,
                     }
             paths += [best.best, best.trials]
-            paths += [run_file(r, "metrics.json") for r in runs]
-        if pending:  # every unfinished search enters the DAG now, not one after the other
+            paths += [run_file(r, "metrics.json") for r in runs if r not in listed]
+        if (
+            pending
+        ):  # every unfinished search enters the DAG now, not one after the other
             raise IncompleteCheckpointException(
                 pending[0].rule, [err.targetfile for err in pending]
             )

@@ -23,11 +23,7 @@ for target in REGISTRY.targets.values():
             target.name
         input:
             setting=f"{RESULTS}/setting.json",
-            metrics=[
-                run_file(run, "metrics.json")
-                for run in target.runs
-                if run not in REGISTRY.searched
-            ],
+            metrics=[run_file(run, "metrics.json") for run in static_runs(target)],
             searched=deferred_metrics(target.name),
         output:
             [

@@ -111,7 +111,8 @@ class DeviceData:
         return self._train_labels_cpu
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.mean) / self.std
+        # in the dtype of the statistics: float32, or float64 where a test sets that default for a reference
+        return (images.to(self.mean.dtype) - self.mean) / self.std
 
     def train_batches(self, batch_size: int, generator: torch.Generator, sampler=None) -> Iterator[tuple[torch.Tensor, ...]]:
         """One epoch of (images, labels, indices into the train split; the engine looks cached logits up by

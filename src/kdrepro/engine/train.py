@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import kdrepro
+from kdrepro import kernels
 from kdrepro.data import DeviceData, load_dataset
 from kdrepro.engine.checkpoint import (
     FORMAT,
@@ -488,6 +489,7 @@ def summarise(spec, state, frozen_acc, models, data, setting, device) -> dict[st
         "device": device,
         "package_version": kdrepro.__version__,
         "torch_version": torch.__version__,
+        "kernels": kernels.in_use(),
         "config_hash": spec.config_hash,
     }
     problem = training_problem(spec, rows, data.num_classes, data.n_test)

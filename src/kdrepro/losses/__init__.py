@@ -9,5 +9,6 @@ from kdrepro.losses.registry import GATES, LOSS_INFO, LOSSES, LossError, registe
 from kdrepro.losses import gates, logits, smoothing  # noqa: F401  (registration side effects)
 from kdrepro.losses import correlation  # noqa: F401,E402  (CC and hint losses on embeddings)
 from kdrepro.losses import fitnets  # noqa: F401,E402  (FitNets' hint and KD cross-entropy)
+from kdrepro.losses import attention, relational  # noqa: F401,E402  (AT, SP, RKD, PKT baselines)
 
 __all__ = ["GATES", "LOSS_INFO", "LOSSES", "LossError", "register_gate", "register_loss"]

@@ -31,6 +31,19 @@ def flat(features: torch.Tensor) -> torch.Tensor:
     return features.float().flatten(1)
 
 
+def full_precision(features: torch.Tensor) -> torch.autocast:
+    """Autocast off on the features' device: batch-relational losses compare matrix entries whose
+    differences are near bf16's resolution, so they are computed in fp32 even under bf16 autocast."""
+    return torch.autocast(features.device.type, enabled=False)
+
+
+def squared_distances(rows: torch.Tensor) -> torch.Tensor:
+    """The n x n matrix ||x_i - x_j||^2 of the rows, from their Gram matrix (clamped at 0: round-off
+    can make the expansion slightly negative)."""
+    sq = rows.pow(2).sum(1)
+    return (sq[:, None] + sq[None, :] - 2 * rows @ rows.t()).clamp_min(0)
+
+
 def correlation_matrix(features: torch.Tensor, kernel: str = "rbf", gamma: float = 0.4, order: int = 2,
                        normalize: bool = True) -> torch.Tensor:
     """psi(F): the n x n matrix k(f_i, f_j) of the rows of `features` (see the module docstring)."""
@@ -45,8 +58,7 @@ def correlation_matrix(features: torch.Tensor, kernel: str = "rbf", gamma: float
     if kernel == "bilinear":
         return gram
     if kernel in ("mmd", "rbf_exact"):
-        sq = f.pow(2).sum(1)
-        dist2 = (sq[:, None] + sq[None, :] - 2 * gram).clamp_min(0)
+        dist2 = squared_distances(f)
         if kernel == "rbf_exact":
             return torch.exp(-gamma * dist2)
         return dist2.clamp_min(1e-12).sqrt()  # clamp: no infinite gradient of sqrt at the zero diagonal
@@ -63,7 +75,7 @@ def correlation_congruence(source: torch.Tensor, target: torch.Tensor, labels: t
                            gamma: float = 0.4, order: int = 2, normalize: bool = True) -> torch.Tensor:
     """Per-sample rows of (psi(F_t) - psi(F_s))^2 averaged over j; the batch mean is L_CC. Computed in
     fp32 even under bf16 autocast: the differences of correlation entries are near bf16's resolution."""
-    with torch.autocast(source.device.type, enabled=False):
+    with full_precision(source):
         teacher = correlation_matrix(source, kernel, gamma, order, normalize)
         student = correlation_matrix(target, kernel, gamma, order, normalize)
         return (teacher - student).pow(2).mean(dim=1)
