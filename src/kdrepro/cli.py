@@ -253,7 +253,7 @@ def cmd_verify(args) -> None:
     from kdrepro.io import file_lock
     from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME
 
-    given = settings.load(args.configfile or DEFAULT_CONFIG)
+    given = setting_from(args)
     setting = args.setting or given["setting"]
     results = Path("results") / setting
     if not results.is_dir():

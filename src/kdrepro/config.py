@@ -49,6 +49,8 @@ def conform(data: Any, schema_path: Path, where: str = "config", definition: str
     error is a ConfigError naming `where` and the dotted key."""
     schema = read_yaml(schema_path)
     if definition is not None:
+        if definition not in schema.get("$defs", {}):
+            raise ConfigError(f"{schema_path} has no entry for {where}: add one under $defs.{definition}")
         schema = {**schema, "$ref": f"#/$defs/{definition}"}
     data = copy.deepcopy(data)
     from jsonschema import Draft202012Validator
