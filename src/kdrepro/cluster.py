@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from kdrepro.data.meta import PUBLISHED
 from kdrepro.graph import RunSpec
 from kdrepro.models.registry import entry
 
@@ -43,15 +44,8 @@ STARTUP_MINUTES = 1.0
 LIMIT_FACTOR = 2.0
 LIMIT_SLACK_MINUTES = 10
 
-# (train images, test images) of the full splits; a subset in the run spec overrides them
-SPLIT_SIZES = {
-    "cifar10": (50_000, 10_000),
-    "cifar100": (50_000, 10_000),
-    "fashion_mnist": (60_000, 10_000),
-    "mnist": (60_000, 10_000),
-    "svhn": (73_257, 26_032),
-    "image_folder": (50_000, 10_000),
-}
+# an image folder's size is unknown before its listing is read: estimate it as CIFAR's
+UNKNOWN_SPLIT_SIZES = (50_000, 10_000)
 
 
 def uses_gpu(device: str) -> bool:
@@ -64,7 +58,8 @@ def _depth(arch: str) -> int:
 
 
 def split_sizes(spec: RunSpec) -> tuple[int, int]:
-    train, test = SPLIT_SIZES.get(spec.data.dataset, SPLIT_SIZES["image_folder"])
+    meta = PUBLISHED.get(spec.data.dataset)  # the full splits; a subset in the run spec overrides them
+    train, test = (meta.train, meta.test) if meta else UNKNOWN_SPLIT_SIZES
     train = min(train, spec.data.train_subset or train) - spec.data.validation
     test = min(test, spec.data.test_subset or test)
     return max(train, 1), max(test, 1)

@@ -42,7 +42,7 @@ def pin(isa: str | None) -> None:
     if isa not in ISA_ENV:
         raise ValueError(f"cpu_isa must be one of {', '.join(ISAS)} or null, got {isa!r}")
     host = host_isa()
-    if isa == "avx512" and host != "avx512" or host == "default":
+    if host == "default" or (isa == "avx512" and host != "avx512"):
         raise ValueError(f"cpu_isa {isa}: this host's CPU has only {host}; a setting pinned to {isa} runs on hosts that have it")
     os.environ.update(ISA_ENV[isa])
 
