@@ -28,7 +28,7 @@ from kdrepro.engine.records import training_problem
 from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME
 from kdrepro.assemble import build_registry
 from kdrepro.graph import Optimizer, RunSpec, SpecError
-from kdrepro.io import file_lock
+from kdrepro.io import file_lock, save_text
 from test_engine import DATA, distilled, rows_without_time, scratch
 
 TEACHER = "t/plane4"  # the teacher that test_engine's distilled() runs load
@@ -417,3 +417,13 @@ def test_make_run_leaves_the_lock_of_a_live_snakemake_and_says_what_to_do(stale_
         live.wait()
     assert proc.returncode == 0 and re.search(rf"Snakemake \(pid {live.pid}\) works in .*kill {live.pid}", proc.stderr)
     assert (stale_lock / ".snakemake/locks/0.input.lock").exists() and not (stale_lock / "unlocked").exists()
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask_like_any_other_file(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        save_text("x\n", tmp_path / "table.md")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "table.md").stat().st_mode & 0o777 == mode

@@ -10,7 +10,7 @@ PACKAGE = REPO / "src" / "kdrepro"
 
 # lowest first; a module may import its own layer's modules and the layers below
 LAYERS = [
-    ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.kernels", "kdrepro.typecheck"),
+    ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.kernels", "kdrepro.provenance", "kdrepro.typecheck"),
     ("kdrepro.models", "kdrepro.data"),
     ("kdrepro.losses",),
     # what to run, checked against the registries below: a run spec, and a setting (its cross-field checks

@@ -21,6 +21,7 @@ from kdrepro.papers.takd import TAKD
 from kdrepro.papers.tfkd import TfKD
 from kdrepro.paths import EXPERIMENTS, EXPERIMENTS_SCHEMA, PAPER_VALUES
 from kdrepro.report.claims import claims_target
+from kdrepro.report.runs_index import runs_target
 
 PAPERS: list[type[Paper]] = [TAKD, TfKD, CCKD, KTG, FitNets]  # the claims report's order
 
@@ -49,6 +50,7 @@ def assemble(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS,
     for paper in papers.values():
         paper.build()
     registry.targets["claims"] = claims_target(registry, papers)
+    registry.targets["runs"] = runs_target(registry)
     check_graph(registry.runs)
     return registry, papers
 

@@ -41,7 +41,7 @@ def run_of(ref: str) -> str:
 class Target:
     name: str
     paper: str
-    kind: str  # table | figure | claims
+    kind: str  # table | figure | claims | index
     runs: list[str]
     outputs: list[str]
     render: Callable[[], None]
@@ -68,7 +68,7 @@ class Search:
     study: SearchDef
     pretrained: list[str]  # the runs a trial may freeze
     result_runs: Callable[[], Runs]  # read from the result on disk when called; empty before the search has finished
-    readers: list[str]  # the targets that read its result
+    readers: list[str]  # the paper's targets that read its result (the setting-wide ones read every search's)
 
 
 @dataclass

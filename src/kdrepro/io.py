@@ -38,6 +38,13 @@ def write_error(path: Path, err: OSError) -> WriteError:
                       "and a run continues from its last finished epoch)")
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write, keep_previous: Path | None = None) -> None:
     """Write through a temporary file in the same folder, then rename: readers never see half a file.
     `keep_previous`: the file that `path` held is renamed there once the new one is complete. An
@@ -46,6 +53,7 @@ def atomic_write(path: Path, write, keep_previous: Path | None = None) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide results from the user's group
         with os.fdopen(fd, "wb") as handle:
             write(handle)
         if keep_previous is not None and path.exists():

@@ -13,6 +13,7 @@ import torch
 
 import kdrepro
 from kdrepro import kernels
+from kdrepro.provenance import source_commit
 from kdrepro.graph import LABELS, RunSpec
 
 # A run did not train if an epoch's mean loss is LOSS_GROWTH times its lowest of an earlier epoch or more
@@ -46,6 +47,7 @@ def summarise(spec, state, frozen_acc, models, data, setting, device) -> dict[st
         "torch_version": torch.__version__,
         "kernels": kernels.in_use(),
         "config_hash": spec.config_hash,
+        "source_commit": source_commit(),
     }
     problem = training_problem(spec, rows, data.num_classes, data.n_test)
     metrics["trained"] = problem is None

@@ -166,7 +166,7 @@ class KTG(Paper):
                           seed=self.settings["search_seed"], objective=self.objective, make_spec=make_spec)
         return Search(study, sorted(self.pretrained(dataset)),
                       result_runs=lambda: self.lookup(f"optimised:{nodes}", dataset) + self.lookup(f"fixed:{nodes}", dataset),
-                      readers=[*self.experiment["tables"], *self.experiment["figures"], "claims"])
+                      readers=[*self.experiment["tables"], *self.experiment["figures"]])
 
     def pretrained(self, dataset: str) -> dict[str, RunSpec]:
         """The pre-trained runs a search trial may freeze: every candidate network, with the first seed."""
