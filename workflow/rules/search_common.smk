@@ -44,10 +44,10 @@ def search_runtime(wildcards, attempt):
 
 def deferred_metrics(target_name):
     """Input function of a target that reads searches' results (KTG's tables and figures, and
-    the setting-wide claims and runs' index); [] for the other targets. The runs come from best.json as the finished checkpoint
-    wrote it, which may differ from the file found at parse time: a search that ran again
-    chose again."""
-    setting_wide = REGISTRY.targets[target_name].paper == "all"  # the claims, the runs' index
+    the setting-wide claims and runs' index); [] for the other targets. The runs come from
+    best.json as the finished checkpoint wrote it, which may differ from the file found at parse
+    time: a search that ran again chose again."""
+    setting_wide = REGISTRY.targets[target_name].paper == "all"
     studies = [
         name
         for name, search in SEARCHES.items()
