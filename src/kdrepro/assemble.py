@@ -15,6 +15,7 @@ from kdrepro.experiments import Registry
 from kdrepro.graph import check_graph
 from kdrepro.papers.base import Paper
 from kdrepro.papers.cckd import CCKD
+from kdrepro.papers.compare import Compare
 from kdrepro.papers.fitnets import FitNets
 from kdrepro.papers.ktg import KTG
 from kdrepro.papers.takd import TAKD
@@ -23,7 +24,7 @@ from kdrepro.paths import EXPERIMENTS, EXPERIMENTS_SCHEMA, PAPER_VALUES
 from kdrepro.report.claims import claims_target
 from kdrepro.report.runs_index import runs_target
 
-PAPERS: list[type[Paper]] = [TAKD, TfKD, CCKD, KTG, FitNets]  # the claims report's order
+PAPERS: list[type[Paper]] = [TAKD, TfKD, CCKD, KTG, FitNets, Compare]  # the claims report's order
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -41,12 +42,13 @@ def load_experiment(paper: str, experiments_dir: Path = EXPERIMENTS) -> dict[str
 
 def assemble(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS,
              paper_values_dir: Path = PAPER_VALUES) -> tuple[Registry, dict[str, Paper]]:
-    """All runs, targets and searches of every paper for this (validated) setting, and the papers."""
+    """All runs, targets and searches of every paper the (validated) setting builds (`experiments`), and those
+    papers. Every experiment file is read: one paper's runs may be another's (CCKD's and the comparison's are TAKD's)."""
     registry = Registry(config)
     for paper in PAPERS:
         registry.experiments[paper.name] = load_experiment(paper.name, experiments_dir)
     papers = {paper.name: paper(registry, registry.experiments[paper.name], load_yaml(paper_values_dir / f"{paper.name}.yaml"))
-              for paper in PAPERS}
+              for paper in PAPERS if paper.name in config["experiments"]}
     for paper in papers.values():
         paper.build()
     registry.targets["claims"] = claims_target(registry, papers)

@@ -110,6 +110,9 @@ def cmd_train(args) -> None:
     from kdrepro.graph import RunSpec
 
     if args.spec_json:
+        from kdrepro import config as settings
+
+        settings.import_plugins(args.plugin)
         try:
             raw = json.loads(args.spec_json)
         except json.JSONDecodeError as err:
@@ -315,6 +318,8 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--stack", action="store_true", help="train the runs (one graph, other seeds) as one stacked model")
     train.add_argument("--spec-json", help="the run spec itself (what the workflow passes)")
     train.add_argument("--setting", default="default", help="setting name, with --spec-json")
+    train.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                       help="with --spec-json: import this module first (the setting's `plugins`, whose losses the spec names)")
     train.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a bar")
     train.set_defaults(func=cmd_train)
 

@@ -4,6 +4,7 @@ check what the schema cannot: sizes against the datasets, sampler counts, model 
 from __future__ import annotations
 
 import copy
+import importlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -75,24 +76,37 @@ def check_key(key: str, value: Any, schema_path: Path = SCHEMA) -> None:
 
 def validate(config: dict[str, Any], schema_path: Path = SCHEMA) -> dict[str, Any]:
     config = conform(config, schema_path)
+    import_plugins(config.get("plugins", []))
     check_consistency(config)
     return config
+
+
+def import_plugins(modules: Iterable[str]) -> None:
+    """The setting's `plugins`, imported so that their @register_loss losses exist before any spec names them."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"plugins: cannot import {module!r} ({err}); it must be importable by the Python that runs "
+                              "kdrepro and its jobs (pip install your package into that environment, or set PYTHONPATH)") from None
 
 
 def check_consistency(config: dict[str, Any]) -> None:
     """The cross-field checks of a schema-valid setting, each error naming its key: subsets, validation
     and pad_to against each dataset's known sizes, CCKD's sampler counts against its batch and the
-    classes, model options only for known families and of the builders' types."""
+    classes (for the experiments the setting builds), model options only for known families and of the
+    builders' types."""
     d = config["data"]
     metas = [m for m in (dataset_meta(name, d["roots"].get(name)) for name in config["datasets"]) if m is not None]
     for meta in metas:
         for key, problem in split_problems(meta, train_subset=d["train_subset"], test_subset=d["test_subset"],
                                            validation=d["validation"], pad_to=d["pad_to"]).items():
             raise ConfigError(f"config key data.{key}: {problem}")
-        for paper in ("ktg", "fitnets"):  # their own training subsets
+        for paper in {"ktg", "fitnets"} & set(config["experiments"]):  # their own training subsets
             for key, problem in split_problems(meta, train_subset=config[paper]["train_subset"]).items():
                 raise ConfigError(f"config key {paper}.{key}: {problem}")
-    check_samplers(config, max((m.num_classes for m in metas), default=None))
+    if "cckd" in config["experiments"]:
+        check_samplers(config, max((m.num_classes for m in metas), default=None))
     for paper in MODEL_OPTION_BLOCKS:
         for family, options in config[paper]["model_options"].items():
             key = f"config key {paper}.model_options.{family}"

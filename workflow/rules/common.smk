@@ -13,12 +13,14 @@ from kdrepro.assemble import build_registry
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting
 RESULTS = str(REGISTRY.results_dir)
-# How runs compute, not what they are (outside the config hash): bf16 autocast, torch.compile, and
-# the CPU instruction set the kernels are pinned to (kdrepro.kernels)
+# How runs compute, not what they are (outside the config hash): bf16 autocast, torch.compile, the
+# CPU instruction set the kernels are pinned to (kdrepro.kernels); and the setting's plugins, the
+# modules whose losses the specs may name
 SPEED_FLAGS = (
     f"--precision {config['precision']}"
     + (f" --compile {config['compile']}" if config["compile"] else "")
     + (f" --cpu-isa {config['cpu_isa']}" if config["cpu_isa"] else "")
+    + "".join(f" --plugin {module}" for module in config["plugins"])
 )
 
 

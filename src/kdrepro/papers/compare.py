@@ -1,0 +1,143 @@
+"""Any distillation methods on any teacher/student pairs: the setting's `compare` block names the pairs and
+the methods, config/experiments/compare.yaml defines the methods (the setting's `compare.define` adds its own,
+with losses from the setting's `plugins`).
+
+Every run is TAKD's run of the pair with the method's edges (TAKD's recipe for the student's family), so the
+teacher, the scratch student, plain KD and TAKD's chains are TAKD's runs, shared by name with every table that
+reads them. A run template is "method:teacher>student", "teacher:teacher>student" or "scratch:teacher>student".
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import matplotlib.ticker as ticker
+import pandas as pd
+
+from kdrepro.config import conform
+from kdrepro.experiments import Registry, Target
+from kdrepro.graph import LABELS, Edge, Node, RunSpec, SpecError
+from kdrepro.papers.base import Paper
+from kdrepro.papers.takd import TAKD, run_name as takd_run_name
+from kdrepro.paths import EXPERIMENTS_SCHEMA
+from kdrepro.report.claims import Claim, compare
+from kdrepro.report.figures import figure_kind
+from kdrepro.report.tables import TableContent, caption, frame_table
+
+REFERENCES = ("teacher", "scratch")  # the rows every pair has besides its methods
+BASELINE = "kd"  # what every method is judged against
+
+
+def template(method: str, pair: tuple[str, str]) -> str:
+    return f"{method}:{pair[0]}>{pair[1]}"
+
+
+def pair_label(pair: tuple[str, str]) -> str:
+    return f"{pair[0]} → {pair[1]}"
+
+
+class Compare(Paper):
+    name = "compare"
+
+    def __init__(self, registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]):
+        super().__init__(registry, experiment, paper_values)
+        self.takd = TAKD(registry, registry.experiments["takd"], {})  # whose recipe and runs every method shares
+        own = {name: conform(method, EXPERIMENTS_SCHEMA, where=f"compare.define.{name}", definition="compare_method")
+               for name, method in self.settings["define"].items()}
+        self.methods: dict[str, dict[str, Any]] = {**experiment["methods"], **own}
+        unknown = [m for m in self.settings["methods"] if m not in self.methods]
+        if unknown:
+            raise SpecError(f"compare.methods: unknown method {unknown[0]!r}; known: {', '.join(self.methods)} "
+                            "(or define it under compare.define)")
+        self.pairs: list[tuple[str, str]] = [tuple(pair) for pair in self.settings["pairs"]]
+        self.shown = [BASELINE, *(m for m in self.settings["methods"] if m != BASELINE)] if self.pairs else []
+
+    # -- runs ---------------------------------------------------------------------------------------
+    def seed_run(self, text: str, dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]]:
+        method, _, pair_text = text.partition(":")
+        teacher, student = pair_text.split(">")
+        if method in REFERENCES:
+            chain = [teacher] if method == "teacher" else [student]
+        elif "assistants" in self.methods[method]:
+            chain = [teacher, *self.methods[method]["assistants"], student]
+        else:
+            return self.edge_run(method, teacher, student, dataset, seed)
+        specs = self.takd.chain_specs(chain, dataset, seed)
+        return takd_run_name(dataset, chain, seed), specs
+
+    def edge_run(self, method: str, teacher: str, student: str, dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]]:
+        """The student trained with the method's edges, from the pair's teacher, its own scratch run or none."""
+        definition = self.methods[method]
+        source = {"pair": [teacher], "self": [student], "none": []}[definition.get("teacher", "pair")]
+        specs = self.takd.chain_specs(source, dataset, seed) if source else {}
+        base = self.takd.chain_specs([student], dataset, seed)[takd_run_name(dataset, [student], seed)]
+        nodes = base.nodes
+        if source:
+            frozen = Node("teacher", source[0], self.takd.options(source[0]), frozen_from=takd_run_name(dataset, source, seed))
+            nodes = (frozen, *nodes)
+        edges = tuple(Edge(e["source"] if e["source"] == LABELS else "teacher", "student", e["loss"], weight=e.get("weight", 1.0),
+                           options=e.get("options", {})) for e in definition["edges"])
+        name = f"compare/{dataset}/{teacher}-{student}/{method}/s{seed}"
+        specs[name] = replace(base, name=name, nodes=nodes, edges=edges)
+        return name, specs
+
+    # -- targets ------------------------------------------------------------------------------------
+    def build(self) -> None:
+        if not self.pairs:
+            return
+        self.registry.targets["compare_table"] = self.table("compare_table", {})
+        self.registry.targets["compare_fig"] = self.figure("compare_fig", {
+            "kind": "compare", "title": "Method comparison: student accuracy per method",
+            "panels": [{"label": pair_label(pair), "pair": list(pair), "methods": [*REFERENCES, *self.shown]} for pair in self.pairs]})
+
+    def recipe_note(self) -> str:
+        takd = self.config["takd"]
+        return (f"Every run: TAKD's recipe for the student's family, {takd['epochs']} epochs at batch {takd['batch_size']} "
+                "(config/experiments/takd.yaml); teacher, scratch and kd are TAKD's runs. "
+                + " ".join(f"{m}: {self.methods[m]['description']}." for m in self.shown))
+
+    def table(self, name: str, decl: dict[str, Any]) -> Target:
+        rows = [(method, pair, ds) for ds in self.config["datasets"] for pair in self.pairs for method in [*REFERENCES, *self.shown]]
+        runs = {key: self.register(template(key[0], key[1]), key[2]) for key in rows}
+
+        def content() -> TableContent:
+            records = []
+            for method, pair, ds in rows:
+                stat = self.results.stat(runs[method, pair, ds])
+                walls = [w for w in (self.results.metrics(r) or {} for r in runs[method, pair, ds]) if w]
+                records.append({
+                    "method": method, "pair": pair_label(pair), "dataset": ds,
+                    "accuracy": stat.text(), "ours_mean": stat.mean, "ours_std": stat.std, "n_seeds": stat.n,
+                    "train seconds": f"{sum(m['wall_seconds'] for m in walls) / len(walls):.0f}" if walls else "–",
+                    "runs": " ".join(runs[method, pair, ds]),
+                })
+            text = caption(self.registry, "Method comparison: student accuracy per method and teacher/student pair",
+                           self.recipe_note(), self.results)
+            return TableContent(pd.DataFrame.from_records(records), text, ["method", "pair", "dataset", "accuracy", "n_seeds", "train seconds"])
+
+        return frame_table(self.registry, name, self.name, [r for rs in runs.values() for r in rs], content)
+
+    def claims(self) -> list[Claim]:
+        return [compare(f"{method} beats {BASELINE} ({pair_label(pair)}, {ds})",
+                        self.stat(template(method, pair), ds), self.stat(template(BASELINE, pair), ds))
+                for ds in self.config["datasets"] for pair in self.pairs for method in self.shown if method != BASELINE]
+
+
+@figure_kind("compare", lambda panel: [template(m, panel["pair"]) for m in panel["methods"]])
+def draw_compare(ax, panel: dict[str, Any], data) -> list[dict[str, Any]]:
+    """One horizontal bar per method (mean over seeds, std as error bar); teacher and scratch as lines."""
+    rows = []
+    methods = [m for m in panel["methods"] if m not in REFERENCES]
+    for y, method in enumerate(methods):
+        stat = data(template(method, panel["pair"]))
+        ax.barh(y, stat.mean, xerr=0 if stat.n < 2 else stat.std, color="tab:blue", alpha=0.8, capsize=3)
+        rows.append({"method": method, "mean": stat.mean, "std": stat.std, "n": stat.n})
+    for method, style in zip(REFERENCES, ("--", ":")):
+        stat = data(template(method, panel["pair"]))
+        ax.axvline(stat.mean, color="black", linestyle=style, label=f"{method} {stat.text()}")
+        rows.append({"method": method, "mean": stat.mean, "std": stat.std, "n": stat.n})
+    ax.set_yticks(range(len(methods)), methods)
+    ax.set_xlabel("student test accuracy (%)")
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(6))
+    return rows
