@@ -8,6 +8,7 @@
 # search (Search.after) before its workers know which run to load. Snakemake re-evaluates the DAG
 # when a checkpoint finishes; a later invocation finds best.json at parse time and needs no wait.
 
+
 include: "search_common.smk"
 
 
