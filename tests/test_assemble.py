@@ -52,7 +52,7 @@ def test_a_search_adds_the_runs_of_its_result_once_it_has_finished(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     registry = build_registry(setting("smoke"))
     search = registry.searches["ktg_fashion_mnist_n2"]
-    assert set(search.pretrained) <= set(registry.runs) and {"ktg_table1", "ktg_fig_graphs", "claims"} <= set(search.readers)
+    assert set(search.pretrained()) <= set(registry.runs) and {"ktg_table1", "ktg_fig_graphs", "claims"} <= set(search.readers)
     assert search.result_runs().refs == [] and not registry.searched
     # the search finishes after the registry was built (the workflow's checkpoint): its runs are found, not registered
     graph = Graph(("resnet32", "wrn28_2"), {"0->1": "through", "2->1": "linear", "0->2": "cutoff", "1->2": "cutoff"})
