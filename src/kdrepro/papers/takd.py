@@ -122,13 +122,13 @@ class TAKD(Paper):
         return f"takd_{dataset}_{'_'.join(chain)}"
 
     def space(self) -> HyperSpace:
-        settings = self.settings["hyper_search"]
-        return HyperSpace(tuple(settings["tau"]), tuple(settings["lambda"]), settings["lambda_step"])
+        search = self.hyper_search
+        return HyperSpace(tuple(search["tau"]), tuple(search["lambda"]), search["lambda_step"])
 
     def search(self, dataset: str, chain: list[str], readers: list[str]) -> Search:
         """The search of the last link's tau and lambda: trials distil from the run its prefix's search
         chose (the first seed), on the training images less `validation` held out, and are judged on those."""
-        name, settings = self.study(dataset, chain), self.settings["hyper_search"]
+        name, settings = self.study(dataset, chain), self.hyper_search
 
         def teacher() -> str:
             found = self.seed_run(chain[:-1], dataset, self.seeds[0])
@@ -163,12 +163,12 @@ class TAKD(Paper):
     # -- targets -----------------------------------------------------------------------------------
     def note(self) -> str:
         """The caption sentence saying which tau and lambda the KD runs trained with."""
-        settings = self.hyper_search
-        if not settings:
+        search = self.hyper_search
+        if not search:
             return (f"KD runs: tau {self.hyper('temperature'):g}, lambda {self.hyper('lambda'):g} fixed "
                     "(the paper tuned both per run with NNI and does not publish the values).")
-        return (f"KD runs: tau/lambda searched per run ({settings['trials']} Optuna trials on a "
-                f"{settings['validation']}-image held-out split; {self.space().describe()}); each run's name gives the values chosen.")
+        return (f"KD runs: tau/lambda searched per run ({search['trials']} Optuna trials on a "
+                f"{search['validation']}-image held-out split; {self.space().describe()}); each run's name gives the values chosen.")
 
     def table(self, name: str, decl: dict[str, Any]) -> Target:
         self.reading = name
