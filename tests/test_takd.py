@@ -164,8 +164,8 @@ def test_a_bad_hyper_search_is_rejected_naming_its_key(search, key):
 
 @needs_fashion_mnist
 def test_a_real_search_judges_its_trials_on_the_validation_split(tmp_path, monkeypatch):
-    """Two TPE trials of one epoch on the smoke data: each trial's objective is its best validation
-    accuracy, the export names the best trial's values, and those name the final run."""
+    """Two TPE trials of two epochs on the smoke data: each trial's objective is its best validation
+    accuracy over the epochs, the export names the best trial's values, and those name the final run."""
     import optuna
     import torch
 
@@ -174,7 +174,7 @@ def test_a_real_search_judges_its_trials_on_the_validation_split(tmp_path, monke
 
     monkeypatch.chdir(tmp_path)
     torch.set_num_threads(1)
-    config = setting("smoke", setting="takdunit", takd={"hyper_search": SEARCH})
+    config = setting("smoke", setting="takdunit", takd={"epochs": 2, "hyper_search": SEARCH})
     registry = build_registry(config)
     search = registry.searches["takd_fashion_mnist_plane10_plane2"]
     runs = registry.results_dir / "runs"
@@ -184,7 +184,7 @@ def test_a_real_search_judges_its_trials_on_the_validation_split(tmp_path, monke
     trials = optuna.load_study(study_name=search.study.name, storage=storage(search.study)).get_trials()
     for trial in trials:
         rows = read_rows(search.study.trial_dir(trial.number) / "epochs.csv")
-        assert trial.value == max(row["val_acc[student]"] for row in rows)
+        assert len(rows) == 2 and trial.value == max(row["val_acc[student]"] for row in rows)
         assert trial.user_attrs["hyper"]["temperature"] in config["takd"]["hyper_search"]["tau"]
     best = export(search.study)
     chosen = Hyper.from_dict(best["hyper"])
