@@ -37,7 +37,7 @@ def make_search(root: Path, overrides: dict | None = None):
 
     registry = build_registry(settings.load(["config/config.yaml", "config/smoke.yaml"], merge(OVERRIDES, overrides or {})))
     search = next(iter(registry.searches.values()))
-    return registry, dataclasses.replace(search.study, directory=root / "search" / search.study.name), search.pretrained
+    return registry, dataclasses.replace(search.study, directory=root / "search" / search.study.name), search.pretrained()
 
 
 def worker_main(root: str, worker: int, overrides: str = "{}") -> None:
@@ -117,9 +117,7 @@ def test_two_worker_processes_share_one_study_and_the_pruner_stops_trials(pretra
 
 
 def search_epochs(search) -> int:
-    from kdrepro.search import Graph
-
-    return search.make_spec(Graph.all_through(["resnet32", "resnet32"]), 0, "x").epochs
+    return search.probe_spec().epochs
 
 
 def test_a_killed_worker_resumes_without_losing_finished_trials(pretrained, tmp_path):

@@ -1,14 +1,20 @@
 """TAKD: chains of KD runs shared by every table, the two protocols, the loss hyper-parameters of the
-experiment file (a setting may override them), and the smoke run's tables, figures and claims."""
+experiment file (a setting may override them) or searched per KD link (takd.hyper_search), and the smoke
+run's tables, figures and claims."""
 
+import json
 import shutil
 
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, setting
+from conftest import REPO, needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
+from kdrepro.config import ConfigError
+from kdrepro.search import Hyper, SearchError
+
+SEARCH = {"trials": 2, "validation": 100}  # the takd.hyper_search of these tests
 
 
 def test_chains_share_runs():
@@ -53,6 +59,137 @@ def test_temperature_and_lambda_come_from_the_experiment_file_unless_the_setting
     overridden = build_registry(setting("smoke", takd={"lambda": 0.75, "temperature": 4}))
     assert kd_edges(overridden, run) == [("ce", 0.25, None), ("kd", 0.75, 4)]
     assert kd_edges(overridden, cc) == kd_edges(overridden, run)  # CCKD's runs extend TAKD's
+
+
+# -- takd.hyper_search ----------------------------------------------------------------------------------
+
+def kd_links(registry, run: str) -> list[tuple[float, float]]:
+    """(tau, lambda) of each KD link of a run's chain, the first teacher's first."""
+    spec = registry.spec(run)
+    if len(spec.nodes) == 1:
+        return []
+    kd = spec.edges[1]
+    return kd_links(registry, spec.node("teacher").frozen_from) + [(kd.options["temperature"], kd.weight)]
+
+
+def caption_line(path) -> str:
+    return path.read_text().split("\n")[2]
+
+
+def render_captions(registry, names) -> dict[str, str]:
+    for name in names:
+        registry.targets[name].render()
+    return {name: caption_line(registry.results_dir / "tables" / f"{name}.md") for name in names}
+
+
+def test_without_hyper_search_every_kd_run_has_the_fixed_values_and_the_captions_say_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the rendered captions go to tmp_path/results
+    config = setting("smoke", setting="takdunit")
+    assert config["takd"]["hyper_search"] is None  # off by default
+    registry, papers = assemble(config)
+    assert not [s for s in registry.searches if s.startswith("takd")] and not registry.searched
+    runs = [r for r in registry.runs if r.startswith("takd/")]
+    assert all(len(r.split("/")) == 4 for r in runs)  # takd/<dataset>/<chain>/s<seed>: nothing chosen in the name
+    assert {link for r in runs for link in kd_links(registry, r)} == {(5, 0.5)}
+    for name, line in render_captions(registry, ["takd_table1", "takd_table3", "takd_fig3"]).items():
+        assert "KD runs: tau 5, lambda 0.5 fixed" in line, name
+
+
+def test_hyper_search_registers_a_search_per_kd_link_and_the_captions_say_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fixed = build_registry(setting("smoke", setting="takdunit"))
+    registry, papers = assemble(setting("smoke", setting="takdunit", takd={"hyper_search": SEARCH}))
+    searches = {name: s for name, s in registry.searches.items() if name.startswith("takd")}
+    # a search for every chain of two or more networks the targets read, and for each of its prefixes
+    chains = {"-".join(r.split("/")[2].split("-")[:k]) for r in fixed.runs if r.startswith("takd/")
+              for k in range(2, len(r.split("/")[2].split("-")) + 1)}
+    assert set(searches) == {"takd_fashion_mnist_" + c.replace("-", "_") for c in chains}
+    longest = searches["takd_fashion_mnist_plane10_plane8_plane6_plane4_plane2"]
+    assert longest.after == ["takd_fashion_mnist_plane10_plane8", "takd_fashion_mnist_plane10_plane8_plane6",
+                             "takd_fashion_mnist_plane10_plane8_plane6_plane4"]
+    assert longest.readers == ["takd_paths"]  # and every setting-wide target (claims, runs)
+    assert searches["takd_fashion_mnist_plane10_plane4_plane2"].readers == ["takd_paths", "takd_table1", "takd_table2", "claims"]
+    # nothing is searched yet: the targets read the scratch runs only, which are today's
+    takd_runs = {r for t in registry.targets.values() if t.paper == "takd" for r in t.runs}
+    assert takd_runs and all(len(registry.runs[r].nodes) == 1 for r in takd_runs) and takd_runs <= set(fixed.runs)
+    # the search of a first link distils from the scratch teacher; judged on held-out training images, never test
+    first = searches["takd_fashion_mnist_plane10_plane2"]
+    assert first.pretrained() == ["takd/fashion_mnist/plane10/s0"]
+    trial = first.study.make_spec(Hyper(2.0, 0.3), 7, "trial")
+    assert trial.data.validation == 100 and first.study.objective_key == "val_acc[student]"
+    assert (trial.edges[1].options["temperature"], trial.edges[1].weight, trial.edges[0].weight) == (2.0, 0.3, 0.7)
+    cckd_kd = "takd/fashion_mnist/resnet110-resnet20/s0"  # CCKD's KD cell is a TAKD run: it keeps the fixed values
+    assert registry.runs[cckd_kd] == fixed.runs[cckd_kd] and kd_links(registry, cckd_kd) == [(5, 0.5)]
+    note = "KD runs: tau/lambda searched per run (2 Optuna trials on a 100-image held-out split"
+    for name, line in render_captions(registry, ["takd_table1", "takd_table3", "takd_fig3"]).items():
+        assert note in line, name
+
+
+def plant_best(registry, study: str, hyper: Hyper) -> None:
+    path = registry.search_dir(study) / "best.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"hyper": hyper.to_dict()}))
+
+
+def test_runs_train_with_the_chosen_values_and_are_named_after_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = setting("smoke", setting="takdunit", seeds=[0, 1], takd={"hyper_search": SEARCH})
+    registry = build_registry(config)
+    search = registry.searches["takd_fashion_mnist_plane10_plane4_plane2"]
+    with pytest.raises(SearchError, match="the run search takd_fashion_mnist_plane10_plane4 chooses, and that search has not finished"):
+        search.pretrained()
+    plant_best(registry, "takd_fashion_mnist_plane10_plane4", Hyper(2, 0.25))
+    assert search.result_runs().refs == []  # its own link is still unknown
+    plant_best(registry, "takd_fashion_mnist_plane10_plane4_plane2", Hyper(10, 0.9))
+    refs = search.result_runs().refs
+    assert refs == [f"takd/fashion_mnist/plane10-plane4-plane2/tau2_lam0.25+tau10_lam0.9/s{seed}" for seed in (0, 1)]
+    assert kd_links(registry, refs[1]) == [(2, 0.25), (10, 0.9)]
+    final = registry.spec(refs[1])
+    assert final.data.validation == 0 and final.dependencies == ["takd/fashion_mnist/plane10-plane4/tau2_lam0.25/s1"]
+    # the search's trials distil from the first seed's TA, chosen by the TA's search
+    assert search.pretrained() == ["takd/fashion_mnist/plane10-plane4/tau2_lam0.25/s0"]
+    # a registry built now lists them, marked as a search's result (the workflow takes them from its checkpoint)
+    again = build_registry(config)
+    assert set(refs) <= again.searched and set(refs) <= set(again.targets["takd_table2"].runs)
+
+
+@pytest.mark.parametrize("search,key", [({"validation": 512}, "takd.hyper_search.validation"),
+                                        ({"lambda": [0.5, 0.1]}, "takd.hyper_search.lambda"),
+                                        ({"lambda_step": 0.07}, "takd.hyper_search.lambda_step"),
+                                        ({"tau": []}, "takd.hyper_search.tau")])
+def test_a_bad_hyper_search_is_rejected_naming_its_key(search, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        setting("smoke", takd={"hyper_search": {**SEARCH, **search}})
+
+
+@needs_fashion_mnist
+def test_a_real_search_judges_its_trials_on_the_validation_split(tmp_path, monkeypatch):
+    """Two TPE trials of two epochs on the smoke data: each trial's objective is its best validation
+    accuracy over the epochs, the export names the best trial's values, and those name the final run."""
+    import optuna
+    import torch
+
+    from kdrepro.engine import train_run
+    from kdrepro.search import export, read_rows, run_worker, storage
+
+    monkeypatch.chdir(tmp_path)
+    torch.set_num_threads(1)
+    config = setting("smoke", setting="takdunit", takd={"epochs": 2, "hyper_search": SEARCH})
+    registry = build_registry(config)
+    search = registry.searches["takd_fashion_mnist_plane10_plane2"]
+    runs = registry.results_dir / "runs"
+    for run in search.pretrained():
+        train_run(registry.runs[run], runs / run, runs, progress=False)
+    assert run_worker(search.study, 0, runs) == {"complete": 2}
+    trials = optuna.load_study(study_name=search.study.name, storage=storage(search.study)).get_trials()
+    for trial in trials:
+        rows = read_rows(search.study.trial_dir(trial.number) / "epochs.csv")
+        assert len(rows) == 2 and trial.value == max(row["val_acc[student]"] for row in rows)
+        assert trial.user_attrs["hyper"]["temperature"] in config["takd"]["hyper_search"]["tau"]
+    best = export(search.study)
+    chosen = Hyper.from_dict(best["hyper"])
+    assert best["best_value"] == max(t.value for t in trials)
+    assert search.result_runs().refs == [f"takd/fashion_mnist/plane10-plane2/{chosen.tag}/s0"]
 
 
 def test_unknown_architecture_in_an_experiment_is_named(tmp_path):

@@ -1,11 +1,13 @@
 """The Snakemake workflow: dry-runs, lint, format, bad-config rejection and a real smoke run."""
 
+import re
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, copy_workflow, setting, snakemake
+from kdrepro.assemble import build_registry
 
 pytestmark = pytest.mark.workflow
 
@@ -20,6 +22,18 @@ def test_dry_run_builds_the_whole_dag(workdir, configfile):
     out = snakemake(workdir, "-n", "--configfile", configfile, "--workflow-profile", "none").stdout
     for rule in ("train", "takd_table1", "takd_table2", "takd_table3", "takd_fig2", "takd_fig3", "takd_paths", "claims"):
         assert rule in out
+
+
+def test_a_dry_run_with_takd_hyper_search_plans_a_search_per_kd_link(workdir):
+    """Every KD link's search is in the DAG at once, those whose teacher another search chooses included
+    (they wait on its checkpoint); the runs trained with the chosen values come after the checkpoints."""
+    search = {"trials": 2, "validation": 100}
+    (workdir / "takd_search.yaml").write_text(f"takd:\n  hyper_search: {search}\n")
+    out = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml", "takd_search.yaml").stdout
+    planned = set(re.findall(r"search/(takd_\w+)/worker0\.done", out))
+    registry = build_registry(setting("smoke", takd={"hyper_search": search}))
+    assert planned == {name for name in registry.searches if name.startswith("takd_")}
+    assert "takd_fashion_mnist_plane10_plane8_plane6_plane4_plane2" in planned
 
 
 def test_lint_is_clean(workdir):

@@ -144,7 +144,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_search(args) -> None:
-    """One worker of a graph search a paper registered (kdrepro.search), or the export of its best graph."""
+    """One worker of a search a paper registered (kdrepro.search), or the export of its best graph."""
     config = setting_from(args)
     pin_kernels(args, config)
     import torch
@@ -156,16 +156,16 @@ def cmd_search(args) -> None:
     if args.list:
         for name, search in searches.items():
             study = search.study
-            print(f"{name}: {study.node_count} nodes, T={study.trials}, D={study.workers}, objective {study.objective}, {study.directory}")
+            print(f"{name}: {study.space.describe()}, T={study.trials}, D={study.workers}, objective {study.objective}, {study.directory}")
         return
     if args.study not in searches:
         raise SystemExit(f"kdrepro: no search named {args.study!r}; known: {', '.join(searches) or 'none'}")
     search = searches[args.study]
     if args.export:
         best = export(search.study)
-        print(json.dumps({k: best[k] for k in ("study", "best_trial", "best_value", "graph", "trials")}))
+        print(json.dumps({k: best[k] for k in ("study", "best_trial", "best_value", search.study.space.key, "trials")}))
         return
-    missing = [d for d in search.pretrained if not (registry.run_dir(d) / "checkpoint.pt").exists()]
+    missing = [d for d in search.pretrained() if not (registry.run_dir(d) / "checkpoint.pt").exists()]
     if missing:
         raise SystemExit(f"kdrepro: search {args.study} needs these pre-trained runs first: {', '.join(missing)} (or use snakemake)")
     torch.set_num_threads(args.threads)
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     status.add_argument("pattern", nargs="?", help="only runs whose name contains this")
     status.set_defaults(func=cmd_status)
 
-    search = with_config(sub.add_parser("search", help="run one worker of a KTG graph search (ASHA on a shared Optuna study)"))
+    search = with_config(sub.add_parser("search", help="run one worker of a search (KTG's graphs, TAKD's tau/lambda) on a shared Optuna study"))
     search.add_argument("study", nargs="?", help="search name (see --list)")
     search.add_argument("--worker", type=int, default=0, help="this worker's index, 0..D-1 (one process per index at a time)")
     search.add_argument("--export", action="store_true", help="write best.json and trials.csv of a finished search")

@@ -105,6 +105,11 @@ def check_consistency(config: dict[str, Any]) -> None:
         for paper in {"ktg", "fitnets"} & set(config["experiments"]):  # their own training subsets
             for key, problem in split_problems(meta, train_subset=config[paper]["train_subset"]).items():
                 raise ConfigError(f"config key {paper}.{key}: {problem}")
+        search = config["takd"]["hyper_search"]
+        if search:  # the trials' held-out images come out of TAKD's training images (data.train_subset)
+            for key, problem in split_problems(meta, train_subset=d["train_subset"], validation=search["validation"]).items():
+                raise ConfigError(f"config key takd.hyper_search.{key}: {problem}")
+    check_hyper_search(config["takd"]["hyper_search"])
     if "cckd" in config["experiments"]:
         check_samplers(config, max((m.num_classes for m in metas), default=None))
     for paper in MODEL_OPTION_BLOCKS:
@@ -118,6 +123,18 @@ def check_consistency(config: dict[str, Any]) -> None:
                         check_model_options(model, {option: value})
                     except ModelError as err:
                         raise ConfigError(f"{key}.{option}: {err}") from None
+
+
+def check_hyper_search(search: dict[str, Any] | None) -> None:
+    """TAKD's lambda range runs upwards, and its grid step fits it a whole number of times."""
+    if not search:
+        return
+    low, high = search["lambda"]
+    if low > high:
+        raise ConfigError(f"config key takd.hyper_search.lambda: [{low}, {high}] is not a range (low above high)")
+    step = search["lambda_step"]
+    if step is not None and abs((high - low) / step - round((high - low) / step)) > 1e-9:
+        raise ConfigError(f"config key takd.hyper_search.lambda_step: {step} does not divide [{low}, {high}] into whole steps")
 
 
 def check_samplers(config: dict[str, Any], classes: int | None) -> None:

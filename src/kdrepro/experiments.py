@@ -3,7 +3,8 @@
 kdrepro.assemble fills a Registry from the papers (kdrepro.papers); Snakemake builds its DAG from it
 alone: a target's inputs are the metrics of the runs it reads (and the files it declares), a run's
 inputs are the checkpoints of the runs its frozen nodes name, a search's workers need its pre-trained
-runs, and what a finished search adds is read from its result when the workflow asks.
+runs (which may be what other searches' results add), and what a finished search adds is read from its
+result when the workflow asks.
 """
 
 from __future__ import annotations
@@ -66,9 +67,11 @@ class Search:
     its result adds, which only exist once it has finished."""
 
     study: SearchDef
-    pretrained: list[str]  # the runs a trial may freeze
+    # the runs a trial may freeze; called once the searches in `after` have finished, whose results may name them
+    pretrained: Callable[[], list[str]]
     result_runs: Callable[[], Runs]  # read from the result on disk when called; empty before the search has finished
     readers: list[str]  # the paper's targets that read its result (the setting-wide ones read every search's)
+    after: list[str] = field(default_factory=list)  # the searches whose results this one trains from (TAKD: a TA's)
 
 
 @dataclass
@@ -96,6 +99,9 @@ class Registry:
 
     def run_dir(self, run: str) -> Path:
         return self.results_dir / "runs" / run
+
+    def search_dir(self, study: str) -> Path:
+        return self.results_dir / "search" / study
 
     def seeds(self, paper: str) -> list[int]:
         """A paper block's own `seeds` (a CPU setting may afford fewer for some papers), else the setting's."""

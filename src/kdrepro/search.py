@@ -1,29 +1,34 @@
-"""ASHA over knowledge-transfer graphs (Minami et al., KTG): D workers on one Optuna study.
+"""Searches on one Optuna study per search, D workers on it: KTG's graphs (Minami et al.) and TAKD's KD
+hyper-parameters (Mirzadeh et al.). What a trial chooses, and how a study chooses, is its space:
 
-What a trial chooses (the official code's search space, somaminami/DCL train.py): the model of every
-auxiliary node (node 1, the target, is fixed) and the gate of every edge s -> t, s in {0 = the labels,
-1..M}, t in 1..M, s != t, from {through, cutoff, correct, linear}. A node whose incoming edges are all
-cut off is a frozen pre-trained node; a graph that would freeze node 1 is rejected (the official code's
-BlacklistError) and recorded as pruned before training, so it counts as an explored graph.
+* `GraphSpace` (KTG; the official code's search space, somaminami/DCL train.py): the model of every
+  auxiliary node (node 1, the target, is fixed) and the gate of every edge s -> t, s in {0 = the labels,
+  1..M}, t in 1..M, s != t, from {through, cutoff, correct, linear}. A node whose incoming edges are all
+  cut off is a frozen pre-trained node; a graph that would freeze node 1 is rejected (the official code's
+  BlacklistError) and recorded as pruned before training, so it counts as an explored graph.
+  Sampler: random, and reproducible whatever the number of workers: trial k's draws depend only on
+  (seed, k) (`TrialSeededSampler`). Pruner: `SuccessiveHalvingPruner(min_resource=1, reduction_factor=2,
+  min_early_stopping_rate=0)`, i.e. ASHA with rungs at epochs 1, 2, 4, ...: a trial whose objective at a
+  rung is not in the top half of the values recorded at that rung stops there. Objective: the accuracy
+  after the last epoch.
+* `HyperSpace` (TAKD; the official NNI search, search_space.json and config.yml): the KD temperature tau
+  from a list and the KD weight lambda from a range on a grid. Sampler: TPE (NNI's tuner there), seeded;
+  no pruning (the NNI config has no assessor). Objective: the best accuracy over the epochs (what the
+  official train.py returns to NNI).
 
-How the search runs:
-* sampler: random, and reproducible whatever the number of workers: trial k's draws depend only on
-  (seed, k) (`TrialSeededSampler`);
-* pruner: `SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, min_early_stopping_rate=0)`, i.e.
-  ASHA with rungs at epochs 1, 2, 4, ...: a trial whose objective at a rung is not in the top half of
-  the values recorded at that rung stops there;
-* objective: node 1's accuracy after the last epoch, on a validation split held out of the training
-  data ("validation"), or on the test split as the official code does ("test"); reported every epoch;
+Shared by both:
+* objective: the eval node's accuracy on a validation split held out of the training data
+  ("validation"), or on the test split as KTG's official code does ("test"); reported every epoch;
 * storage: an Optuna JournalStorage in one file (`journal.log`, JournalFileBackend with an open-lock,
   Optuna's file storage for several processes, NFS included), so local processes and cluster jobs
   share the study; no database server;
-* budget: T graphs in all. A worker takes a new trial only while finished + running trials < T (under a
+* budget: T trials in all. A worker takes a new trial only while finished + running trials < T (under a
   file lock), so D workers stop together at T; failed trials do not count;
 * resume: each trial's training lives in trials/trialNNNN and saves its state every epoch. A worker
   that starts finds the trials its killed predecessor (same worker index) left RUNNING, marks them
-  failed and enqueues the same graph and seed again; the retry resumes the killed training from its
-  last epoch (same run directory, same spec), replaying the epochs already reported. Finished trials
-  are never lost: they are in the journal.
+  failed and enqueues the same parameters and seed again; the retry resumes the killed training from
+  its last epoch (same run directory, same spec), replaying the epochs already reported. Finished
+  trials are never lost: they are in the journal.
 """
 
 from __future__ import annotations
@@ -106,22 +111,124 @@ def edge_names(size: int) -> list[str]:
     return [f"{s}->{t}" for t in range(1, size + 1) for s in range(size + 1) if s != t]
 
 
+# -- the spaces ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GraphSpace:
+    """KTG's graphs of `nodes` nodes: node 1 is `target`, the others are drawn from `aux`."""
+
+    nodes: int
+    target: str
+    aux: tuple[str, ...]
+
+    key = "graph"  # the choice's entry in best.json and in a trial's user attributes
+    objective_epoch = "last"
+
+    def identity(self) -> dict[str, Any]:
+        return {"nodes": self.nodes, "target": self.target, "aux": list(self.aux)}
+
+    def describe(self) -> str:
+        return f"{self.nodes}-node graphs"
+
+    def probe(self) -> Graph:
+        return Graph.all_through([self.target] * self.nodes)
+
+    def sample(self, trial) -> Graph:
+        models = [self.target] + [trial.suggest_categorical(f"model_{i}", list(self.aux)) for i in range(2, self.nodes + 1)]
+        gates = {e: trial.suggest_categorical(f"gate_{e}", list(GATES)) for e in edge_names(self.nodes)}
+        return Graph(tuple(models), gates)
+
+    def rejection(self, graph: Graph) -> str | None:
+        if graph.frozen(1):
+            return "every edge into node 1 is cut off (it would be a frozen pre-trained node)"
+        return None
+
+    @staticmethod
+    def decode(raw: dict[str, Any]) -> Graph:
+        return Graph.from_dict(raw)
+
+    def sampler(self, seed: int):
+        return trial_seeded_sampler(seed)
+
+    def pruner(self):
+        return asha_pruner()
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """The two hyper-parameters of a KD edge: temperature tau and the weight lambda of the KD term."""
+
+    temperature: float
+    weight: float
+
+    @property
+    def tag(self) -> str:
+        """Its part of a run name: runs trained with searched values are named after them."""
+        return f"tau{self.temperature:g}_lam{self.weight:g}"
+
+    def to_dict(self) -> dict[str, float]:
+        return {"temperature": self.temperature, "lambda": self.weight}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Hyper":
+        return cls(float(raw["temperature"]), float(raw["lambda"]))
+
+
+@dataclass(frozen=True)
+class HyperSpace:
+    """tau from `temperatures`, lambda from [low, high] on a grid of `step` (None: continuous)."""
+
+    temperatures: tuple[float, ...]
+    weight_range: tuple[float, float]
+    step: float | None
+
+    key = "hyper"
+    objective_epoch = "best"
+
+    def identity(self) -> dict[str, Any]:
+        return {"tau": list(self.temperatures), "lambda": list(self.weight_range), "lambda_step": self.step, "sampler": "tpe"}
+
+    def describe(self) -> str:
+        low, high = self.weight_range
+        return f"tau in {{{', '.join(f'{t:g}' for t in self.temperatures)}}}, lambda in [{low:g}, {high:g}]"
+
+    def probe(self) -> Hyper:
+        return Hyper(self.temperatures[0], self.weight_range[0])
+
+    def sample(self, trial) -> Hyper:
+        low, high = self.weight_range
+        weight = trial.suggest_float("lambda", low, high, step=self.step)
+        # a grid value as written (0.15, not 0.15000000000000002): it names the runs trained with it
+        return Hyper(float(trial.suggest_categorical("tau", list(self.temperatures))), round(weight, 6))
+
+    def rejection(self, hyper: Hyper) -> str | None:
+        return None
+
+    @staticmethod
+    def decode(raw: dict[str, Any]) -> Hyper:
+        return Hyper.from_dict(raw)
+
+    def sampler(self, seed: int):
+        return _optuna().samplers.TPESampler(seed=seed)
+
+    def pruner(self):
+        return _optuna().pruners.NopPruner()
+
+
 # -- the search definition -------------------------------------------------------------------------
 
 @dataclass
 class SearchDef:
-    """One study: what a paper module hands to the search (kdrepro.papers.ktg builds these)."""
+    """One study: what a paper module hands to the search (kdrepro.papers.ktg and .takd build these)."""
 
     name: str
     directory: Path
-    node_count: int
-    target_model: str
-    aux_models: tuple[str, ...]
+    space: GraphSpace | HyperSpace
     trials: int  # T
     workers: int  # D
     seed: int
     objective: str  # "validation" or "test"
-    make_spec: Callable[[Graph, int, str], RunSpec]  # (graph, seed, run name) -> the trial's run spec
+    make_spec: Callable[[Any, int, str], RunSpec]  # (choice, seed, run name) -> the trial's run spec
     eval_node: str = "node1"
 
     @property
@@ -151,13 +258,16 @@ class SearchDef:
             raise SearchError(f"search {self.name}: objective must be 'validation' or 'test', got {self.objective!r}")
         return f"{'val' if self.objective == 'validation' else 'test'}_acc[{self.eval_node}]"
 
+    def probe_spec(self) -> RunSpec:
+        """The spec of a trial of the space's probe choice: it stands for the training recipe."""
+        return self.make_spec(self.space.probe(), 0, f"{self.name}/probe")
+
     @property
     def config_hash(self) -> str:
         """Everything that decides the trials' results: the space, the budget and the training recipe
-        (the spec of a probe graph stands for the recipe). Not the number of workers."""
-        probe = self.make_spec(Graph.all_through([self.target_model] * self.node_count), 0, f"{self.name}/probe")
-        identity = {"name": self.name, "nodes": self.node_count, "target": self.target_model, "aux": list(self.aux_models),
-                    "trials": self.trials, "seed": self.seed, "objective": self.objective, "recipe": probe.config_hash}
+        (the probe's spec stands for the recipe). Not the number of workers."""
+        identity = {"name": self.name, **self.space.identity(), "trials": self.trials, "seed": self.seed,
+                    "objective": self.objective, "recipe": self.probe_spec().config_hash}
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -191,8 +301,8 @@ def sampled_choice(seed: int, number: int, name: str, choices):
     return choices[np.random.RandomState(int.from_bytes(digest[:4], "little")).randint(len(choices))]
 
 
-def pruner():
-    """ASHA: rungs at 1, 2, 4, ... epochs, the bottom half stopped (the official code's settings)."""
+def asha_pruner():
+    """ASHA: rungs at 1, 2, 4, ... epochs, the bottom half stopped (KTG's official code's settings)."""
     return _optuna().pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2, min_early_stopping_rate=0)
 
 
@@ -216,8 +326,8 @@ def open_study(search: SearchDef):
                 stale = search.directory / f"journal-{old}.stale.log"
                 search.storage_path.rename(stale)
                 print(f"[kdrepro] {search.storage_path} belongs to another configuration; kept as {stale.name}", file=sys.stderr)
-        study = optuna.create_study(study_name=search.name, storage=storage(search), sampler=trial_seeded_sampler(search.seed),
-                                    pruner=pruner(), direction="maximize", load_if_exists=True)
+        study = optuna.create_study(study_name=search.name, storage=storage(search), sampler=search.space.sampler(search.seed),
+                                    pruner=search.space.pruner(), direction="maximize", load_if_exists=True)
         if "config_hash" not in study.user_attrs:
             study.set_user_attr("config_hash", search.config_hash)
             study.set_user_attr("trials", search.trials)
@@ -241,7 +351,7 @@ def owner(worker: int) -> str:
 
 
 def recover_stale(study, search: SearchDef, worker: int) -> list[int]:
-    """Trials this worker index left RUNNING (it was killed): failed, and their graphs enqueued again
+    """Trials this worker index left RUNNING (it was killed): failed, and their choices enqueued again
     with the same seed, so that the retry resumes their training. Returns the numbers recovered."""
     optuna = _optuna()
     recovered = []
@@ -256,13 +366,6 @@ def recover_stale(study, search: SearchDef, worker: int) -> list[int]:
     return recovered
 
 
-def sample_graph(trial, search: SearchDef) -> Graph:
-    models = [search.target_model] + [trial.suggest_categorical(f"model_{i}", list(search.aux_models))
-                                      for i in range(2, search.node_count + 1)]
-    gates = {e: trial.suggest_categorical(f"gate_{e}", list(GATES)) for e in edge_names(search.node_count)}
-    return Graph(tuple(models), gates)
-
-
 def read_rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -270,21 +373,23 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: dict[str, Any]) -> str:
-    """Train one sampled graph with pruning (`train_options`: train_run's device, precision,
+    """Train one sampled choice, under the space's pruner (`train_options`: train_run's device, precision,
     compile_mode); returns the state name told to the study."""
     optuna = _optuna()
     origin = int(trial.user_attrs.get("origin", trial.number))
     if "origin" not in trial.user_attrs:
         trial.set_user_attr("origin", origin)
-    graph = sample_graph(trial, search)
-    trial.set_user_attr("graph", graph.to_dict())
+    space = search.space
+    choice = space.sample(trial)
+    trial.set_user_attr(space.key, choice.to_dict())
     seed = search.trial_seed(origin)
     trial.set_user_attr("seed", seed)
-    if graph.frozen(1):
-        trial.set_user_attr("rejected", "every edge into node 1 is cut off (it would be a frozen pre-trained node)")
+    rejected = space.rejection(choice)
+    if rejected:
+        trial.set_user_attr("rejected", rejected)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
-    spec = search.make_spec(graph, seed, f"{search.name}/trial{origin:04d}")
+    spec = search.make_spec(choice, seed, f"{search.name}/trial{origin:04d}")
     run_dir = search.trial_dir(origin)
     key = search.objective_key
 
@@ -296,12 +401,12 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: d
     try:
         for row in read_rows(run_dir / "epochs.csv"):  # epochs a killed attempt already trained
             report(int(row["epoch"]), row)
-        metrics = train_run(spec, run_dir, runs_root, progress=False, on_epoch=report, **train_options)
+        train_run(spec, run_dir, runs_root, progress=False, on_epoch=report, **train_options)
     except optuna.TrialPruned:
         discard_resume_state(run_dir)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return "pruned"
-    except TrainingError as err:  # a diverging graph (NaN loss) is a failed trial, not a failed search
+    except TrainingError as err:  # a diverging choice (NaN loss) is a failed trial, not a failed search
         trial.set_user_attr("error", str(err))
         discard_resume_state(run_dir)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -310,8 +415,8 @@ def run_trial(study, trial, search: SearchDef, runs_root: Path, train_options: d
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # the retraining runs keep weights; trials keep their logs
-    value = read_rows(run_dir / "epochs.csv")[-1][key] if key not in metrics else metrics[key]
-    study.tell(trial, value)
+    values = [row[key] for row in read_rows(run_dir / "epochs.csv")]
+    study.tell(trial, max(values) if space.objective_epoch == "best" else values[-1])
     return "complete"
 
 
@@ -323,7 +428,7 @@ def run_worker(search: SearchDef, worker: int, runs_root: Path, log=sys.stderr, 
     study = open_study(search)
     recovered = recover_stale(study, search, worker)
     if recovered:
-        print(f"[kdrepro] {search.name}: trials {recovered} of a killed worker {worker} failed; retrying their graphs", file=log)
+        print(f"[kdrepro] {search.name}: trials {recovered} of a killed worker {worker} failed; retrying their choices", file=log)
     mine: dict[str, int] = {}
     while True:
         with file_lock(search.directory / "ask.lock"):
@@ -346,7 +451,7 @@ def run_worker(search: SearchDef, worker: int, runs_root: Path, log=sys.stderr, 
 # -- results ---------------------------------------------------------------------------------------
 
 def export(search: SearchDef) -> dict[str, Any]:
-    """best.json (the best finished graph) and trials.csv (every trial's objective per epoch)."""
+    """best.json (the best finished trial's choice) and trials.csv (every trial's objective per epoch)."""
     optuna = _optuna()
     if not search.storage_path.exists():
         raise SearchError(f"search {search.name}: no study at {search.storage_path} (run `kdrepro search` first)")
@@ -372,13 +477,13 @@ def export(search: SearchDef) -> dict[str, Any]:
     result = {
         "study": search.name,
         "config_hash": search.config_hash,
-        "node_count": search.node_count,
+        "space": search.space.identity(),
         "objective": search.objective,
         "objective_key": search.objective_key,
         "best_trial": best.number,
         "best_value": best.value,
         "best_seed": best.user_attrs.get("seed"),
-        "graph": best.user_attrs["graph"],
+        search.space.key: best.user_attrs[search.space.key],
         "trials": counts(study),
         "budget": {"T": search.trials, "D": search.workers},
     }
@@ -386,7 +491,8 @@ def export(search: SearchDef) -> dict[str, Any]:
     return result
 
 
-def load_best(path: Path) -> Graph | None:
+def load_best(path: Path, space: type[GraphSpace] | type[HyperSpace]) -> Any:
+    """The choice a finished search exported (a Graph, a Hyper), or None before it has."""
     if not path.exists():
         return None
-    return Graph.from_dict(json.loads(path.read_text())["graph"])
+    return space.decode(json.loads(path.read_text())[space.key])

@@ -1,10 +1,12 @@
-# The graph searches the papers register (REGISTRY.searches; KTG's, kdrepro.search): D worker jobs per
-# study share one Optuna journal under results/<setting>/search/<study>/, then a checkpoint exports the
-# best graph. The runs that retrain that graph exist only once best.json does: the targets that read a
-# search name them through `deferred_metrics`, an input function that waits on its checkpoint and returns
-# the metrics of the runs its result adds; the train rule finds their specs through REGISTRY.spec, which
-# reads the same best.json. Snakemake re-evaluates the DAG when the checkpoint finishes; a later
-# invocation finds best.json at parse time and needs no wait.
+# The searches the papers register (REGISTRY.searches; KTG's graphs, TAKD's tau/lambda when
+# takd.hyper_search is set; kdrepro.search): D worker jobs per study share one Optuna journal
+# under results/<setting>/search/<study>/, then a checkpoint exports the best choice. The runs
+# trained with that choice exist only once best.json does: the targets that read a search name
+# them through `deferred_metrics`, an input function that waits on its checkpoint and returns the
+# metrics of the runs its result adds; the train rule finds their specs through REGISTRY.spec,
+# which reads the same best.json. A TAKD search whose teacher is a searched TA waits on the TA's
+# search (Search.after) before its workers know which run to load. Snakemake re-evaluates the DAG
+# when a checkpoint finishes; a later invocation finds best.json at parse time and needs no wait.
 
 
 include: "search_common.smk"

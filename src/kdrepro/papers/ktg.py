@@ -25,7 +25,7 @@ from kdrepro.papers.base import Paper
 from kdrepro.report.claims import Claim, compare, verdict
 from kdrepro.report.figures import figure_kind
 from kdrepro.report.results import Stat
-from kdrepro.search import Graph, SearchDef, load_best
+from kdrepro.search import Graph, GraphSpace, SearchDef, load_best
 
 # Fig. 2's colours: purple Through, green Linear, orange Correct; Cutoff edges are not drawn
 GATE_COLOURS = {"through": "tab:purple", "linear": "tab:green", "correct": "tab:orange"}
@@ -150,7 +150,7 @@ class KTG(Paper):
         return f"ktg_{dataset}_n{nodes}"
 
     def search_dir(self, study: str) -> Path:
-        return self.registry.results_dir / "search" / study
+        return self.registry.search_dir(study)
 
     def search(self, dataset: str, nodes: int) -> Search:
         """The study of `nodes`-node graphs on `dataset`; its best graph is retrained (optimised:N) beside its
@@ -160,11 +160,12 @@ class KTG(Paper):
         def make_spec(graph: Graph, seed: int, run: str) -> RunSpec:
             return self.graph_specs(run, dataset, graph, seed, self.search_epochs, pretrain_seed=self.seeds[0])[run]
 
-        study = SearchDef(name=name, directory=self.search_dir(name), node_count=nodes,
-                          target_model=self.experiment["target"], aux_models=tuple(self.experiment["candidates"]),
+        space = GraphSpace(nodes, self.experiment["target"], tuple(self.experiment["candidates"]))
+        study = SearchDef(name=name, directory=self.search_dir(name), space=space,
                           trials=self.settings["trials"], workers=1 if self.sequential else self.settings["workers"],
                           seed=self.settings["search_seed"], objective=self.objective, make_spec=make_spec)
-        return Search(study, sorted(self.pretrained(dataset)),
+        pretrained = sorted(self.pretrained(dataset))
+        return Search(study, lambda: pretrained,
                       result_runs=lambda: self.lookup(f"optimised:{nodes}", dataset) + self.lookup(f"fixed:{nodes}", dataset),
                       readers=[*self.experiment["tables"], *self.experiment["figures"]])
 
@@ -174,7 +175,7 @@ class KTG(Paper):
         return {spec.name: spec for spec in specs}
 
     def best(self, dataset: str, nodes: int) -> Graph | None:
-        return load_best(self.search_dir(self.study(dataset, nodes)) / "best.json")
+        return load_best(self.search_dir(self.study(dataset, nodes)) / "best.json", GraphSpace)
 
     def best_info(self, dataset: str, nodes: int) -> dict[str, Any] | None:
         path = self.search_dir(self.study(dataset, nodes)) / "best.json"

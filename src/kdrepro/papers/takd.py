@@ -2,6 +2,12 @@
 
 A run template is a chain "teacher-assistant-...-student" (config/experiments/takd.yaml), as a string whose
 "{resnet_ta}"-style fields the dataset's size class fills in (`books`), or as a list of architectures.
+
+Every KD link trains at the fixed tau and lambda, or, under `takd.hyper_search`, at the values a search of
+its own chose (kdrepro.search's HyperSpace, on a validation split held out of the training data): one
+search per chain of two or more networks and dataset, whose teacher is the run its prefix's search chose
+(seed: the first), so the searches of a chain run in order. Runs trained with searched values are named
+after them, link by link; the tables and figures read them once the searches have finished.
 """
 
 from __future__ import annotations
@@ -11,16 +17,19 @@ from typing import Any
 
 import pandas as pd
 
-from kdrepro.experiments import Target, num_classes
+from kdrepro.experiments import Registry, Search, Target, num_classes
 from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.papers.base import Paper
 from kdrepro.report.claims import Claim, compare, verdict
 from kdrepro.report.figures import errorbar, figure_kind
+from kdrepro.search import Hyper, HyperSpace, SearchDef, SearchError, load_best
 
 
-def run_name(dataset: str, chain: list[str], seed: int) -> str:
-    return f"takd/{dataset}/{'-'.join(chain)}/s{seed}"
+def run_name(dataset: str, chain: list[str], seed: int, choices: tuple[Hyper, ...] = ()) -> str:
+    """`choices`: the searched values of each link of the chain (none: the fixed values)."""
+    searched = "+".join(h.tag for h in choices)
+    return f"takd/{dataset}/{'-'.join(chain)}/" + (f"{searched}/" if searched else "") + f"s{seed}"
 
 
 def path_chains(teacher: str, student: str, assistants: list[str]) -> list[list[str]]:
@@ -31,6 +40,13 @@ def path_chains(teacher: str, student: str, assistants: list[str]) -> list[list[
 class TAKD(Paper):
     name = "takd"
 
+    def __init__(self, registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]):
+        super().__init__(registry, experiment, paper_values)
+        self.hyper_search: dict[str, Any] | None = self.settings["hyper_search"]
+        # (dataset, chain) -> the targets that read its runs, for every chain whose KD links are searched
+        self.searched_chains: dict[tuple[str, tuple[str, ...]], set[str]] = {}
+        self.reading = ""  # the target being built (its runs are registered then)
+
     def book(self, dataset: str) -> str:
         """CIFAR-10 rules for datasets of at most 10 classes, CIFAR-100 rules above."""
         return "cifar10" if num_classes(dataset, self.config) <= 10 else "cifar100"
@@ -40,12 +56,40 @@ class TAKD(Paper):
             return template.format(**self.experiment["books"][self.book(dataset)]).split("-")
         return list(template)
 
-    def seed_run(self, template: str | list[str], dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]]:
+    def seed_run(self, template: str | list[str], dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]] | None:
+        """None while a search that chooses a link's values has not finished."""
         chain = self.chain(template, dataset)
-        return run_name(dataset, chain, seed), self.chain_specs(chain, dataset, seed)
+        choices = self.chosen(chain, dataset)
+        if choices is None:
+            return None
+        specs = self.chain_specs(chain, dataset, seed, choices)
+        return next(reversed(specs)), specs
 
-    def chain_specs(self, chain: list[str], dataset: str, seed: int) -> dict[str, RunSpec]:
-        """The run of `chain` and, recursively, of every prefix it needs as a teacher."""
+    def chosen(self, chain: list[str], dataset: str) -> tuple[Hyper, ...] | None:
+        """The searched values of each KD link of `chain` ((): the fixed values, without takd.hyper_search);
+        None while one of their searches has not finished."""
+        if not self.hyper_search:
+            return ()
+        found = tuple(load_best(self.registry.search_dir(self.study(dataset, chain[:k])) / "best.json", HyperSpace)
+                      for k in range(2, len(chain) + 1))
+        return None if None in found else found
+
+    def chain_specs(self, chain: list[str], dataset: str, seed: int, choices: tuple[Hyper, ...] = ()) -> dict[str, RunSpec]:
+        """The run of `chain` and, recursively, of every prefix it needs as a teacher; `choices`: each
+        link's searched values (none: every link at the fixed values)."""
+        specs: dict[str, RunSpec] = {}
+        teacher_run = None
+        if len(chain) > 1:
+            specs = self.chain_specs(chain[:-1], dataset, seed, choices[:-1])
+            teacher_run = next(reversed(specs))
+        name = run_name(dataset, chain, seed, choices)
+        specs[name] = self.link_spec(name, chain, dataset, seed, teacher_run, choices[-1] if choices else None)
+        return specs
+
+    def link_spec(self, name: str, chain: list[str], dataset: str, seed: int, teacher_run: str | None,
+                  hyper: Hyper | None, validation: int | None = None) -> RunSpec:
+        """The last link of `chain`: its student trained with CE alone, or distilled from `teacher_run` at
+        `hyper` (None: the fixed tau and lambda); `validation` images held out (a search trial's)."""
         student = chain[-1]
         family = model_info(student)["family"]
         if family not in self.protocol["families"]:
@@ -54,18 +98,16 @@ class TAKD(Paper):
         recipe = self.protocol["families"][family]
         nodes = [Node("student", student, self.options(student))]
         edges = [Edge(LABELS, "student", "ce")]
-        specs: dict[str, RunSpec] = {}
-        if len(chain) > 1:
-            teacher_run = run_name(dataset, chain[:-1], seed)
-            specs.update(self.chain_specs(chain[:-1], dataset, seed))
+        if teacher_run is not None:
             nodes.insert(0, Node("teacher", chain[-2], self.options(chain[-2]), frozen_from=teacher_run))
-            lam = self.hyper("lambda")
-            kd_options = {"temperature": self.hyper("temperature"), **self.protocol["kd"]}
-            edges = [Edge(LABELS, "student", "ce", weight=1 - lam), Edge("teacher", "student", "kd", weight=lam, options=kd_options)]
-        name = run_name(dataset, chain, seed)
-        specs[name] = RunSpec(
+            hyper = hyper or Hyper(self.hyper("temperature"), self.hyper("lambda"))
+            kd_options = {"temperature": hyper.temperature, **self.protocol["kd"]}
+            edges = [Edge(LABELS, "student", "ce", weight=1 - hyper.weight),
+                     Edge("teacher", "student", "kd", weight=hyper.weight, options=kd_options)]
+        held_out = {} if validation is None else {"validation": validation}
+        return RunSpec(
             name=name,
-            data=self.data(dataset, normalization=self.protocol["normalization"]),
+            data=self.data(dataset, normalization=self.protocol["normalization"], **held_out),
             nodes=tuple(nodes),
             edges=tuple(edges),
             epochs=self.settings["epochs"],
@@ -74,12 +116,69 @@ class TAKD(Paper):
             optimizer=Optimizer(**recipe["optimizer"]),
             schedule=Schedule(**{**recipe["schedule"], "milestones": tuple(recipe["schedule"].get("milestones", ()))}),
         )
-        return specs
+
+    # -- searches (takd.hyper_search) --------------------------------------------------------------
+    def study(self, dataset: str, chain: list[str]) -> str:
+        return f"takd_{dataset}_{'_'.join(chain)}"
+
+    def space(self) -> HyperSpace:
+        search = self.hyper_search
+        return HyperSpace(tuple(search["tau"]), tuple(search["lambda"]), search["lambda_step"])
+
+    def search(self, dataset: str, chain: list[str], readers: list[str]) -> Search:
+        """The search of the last link's tau and lambda: trials distil from the run its prefix's search
+        chose (the first seed), on the training images less `validation` held out, and are judged on those."""
+        name, settings = self.study(dataset, chain), self.hyper_search
+
+        def teacher() -> str:
+            found = self.seed_run(chain[:-1], dataset, self.seeds[0])
+            if found is None:
+                raise SearchError(f"search {name}: its teacher is the run search {self.study(dataset, chain[:-1])} "
+                                  "chooses, and that search has not finished")
+            return found[0]
+
+        def make_spec(hyper: Hyper, seed: int, run: str) -> RunSpec:
+            return self.link_spec(run, chain, dataset, seed, teacher(), hyper, validation=settings["validation"])
+
+        study = SearchDef(name=name, directory=self.registry.search_dir(name), space=self.space(), trials=settings["trials"],
+                          workers=1, seed=settings["seed"], objective="validation", make_spec=make_spec, eval_node="student")
+        return Search(study, lambda: [teacher()], result_runs=lambda: self.lookup(chain, dataset), readers=readers,
+                      after=[self.study(dataset, chain[:k]) for k in range(2, len(chain))])
+
+    def register(self, template: str | list[str], dataset: str) -> list[str]:
+        """Also notes, under takd.hyper_search, the searches the target being built reads (and those of the
+        prefixes its runs distil from)."""
+        chain = self.chain(template, dataset)
+        if self.hyper_search and len(chain) > 1:
+            for k in range(2, len(chain) + 1):
+                self.searched_chains.setdefault((dataset, tuple(chain[:k])), set())
+            self.searched_chains[(dataset, tuple(chain))].add(self.reading)
+        return super().register(template, dataset)
+
+    def build(self) -> None:
+        super().build()
+        for (dataset, chain), readers in self.searched_chains.items():
+            self.registry.add_search(self.search(dataset, list(chain), sorted(readers)))
+
+    # -- targets -----------------------------------------------------------------------------------
+    def note(self) -> str:
+        """The caption sentence saying which tau and lambda the KD runs trained with."""
+        search = self.hyper_search
+        if not search:
+            return (f"KD runs: tau {self.hyper('temperature'):g}, lambda {self.hyper('lambda'):g} fixed "
+                    "(the paper tuned both per run with NNI and does not publish the values).")
+        return (f"KD runs: tau/lambda searched per run ({search['trials']} Optuna trials on a "
+                f"{search['validation']}-image held-out split; {self.space().describe()}); each run's name gives the values chosen.")
+
+    def table(self, name: str, decl: dict[str, Any]) -> Target:
+        self.reading = name
+        return super().table(name, {**decl, "caption": f"{decl.get('caption', '')} {self.note()}".strip()})
 
     def figure(self, name: str, decl: dict[str, Any]) -> Target:
+        self.reading = name
         if decl["kind"] == "paths":
             decl = {**decl, "chains": path_chains(decl["teacher"], decl["student"], decl["assistants"])}
-        return super().figure(name, decl)
+        return super().figure(name, {**decl, "caption": self.note()})
 
     def claims(self) -> list[Claim]:
         experiment, stat = self.experiment, self.stat

@@ -77,7 +77,7 @@ def figure_target(registry: Registry, name: str, decl: dict[str, Any], templates
                 ax.grid(alpha=0.3)
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize=8)
-        text = caption(registry, decl["title"], "", results)
+        text = caption(registry, decl["title"], decl.get("caption", ""), results)
         heading = [decl["title"], f"setting {registry.setting}: {registry.config.get('description', '')}"]
         width = int(13 * fig.get_figwidth())  # characters of 9-point text that fit across the figure
         fig.suptitle("\n".join(textwrap.fill(line, width) for line in heading), fontsize=9)
