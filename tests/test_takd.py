@@ -108,7 +108,7 @@ def test_hyper_search_registers_a_search_per_kd_link_and_the_captions_say_so(tmp
     assert longest.after == ["takd_fashion_mnist_plane10_plane8", "takd_fashion_mnist_plane10_plane8_plane6",
                              "takd_fashion_mnist_plane10_plane8_plane6_plane4"]
     assert longest.readers == ["takd_paths"]  # and every setting-wide target (claims, runs)
-    assert searches["takd_fashion_mnist_plane10_plane4_plane2"].readers == ["takd_paths", "takd_table1", "takd_table2", "claims"]
+    assert searches["takd_fashion_mnist_plane10_plane4_plane2"].readers == ["takd_paths", "takd_table1", "takd_table2"]
     # nothing is searched yet: the targets read the scratch runs only, which are today's
     takd_runs = {r for t in registry.targets.values() if t.paper == "takd" for r in t.runs}
     assert takd_runs and all(len(registry.runs[r].nodes) == 1 for r in takd_runs) and takd_runs <= set(fixed.runs)
