@@ -25,7 +25,8 @@ class Paper:
 
     def __init__(self, registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]):
         self.registry, self.experiment, self.paper_values = registry, experiment, paper_values
-        self.config = registry.config
+        # the setting as this paper runs it: its `datasets` are the paper block's own (Registry.datasets)
+        self.config = {**registry.config, "datasets": registry.datasets(self.name)}
         self.settings = self.config[self.name]
         protocols = experiment.get("protocols")
         self.protocol = protocols[self.config["protocol"]] if protocols else {}

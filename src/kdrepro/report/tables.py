@@ -16,6 +16,7 @@ class RunTemplates(Protocol):
     """What a paper hands the report layer: its results and its run templates, resolved per dataset."""
 
     results: Results
+    config: dict[str, Any]  # the setting as the paper runs it: config["datasets"] are the datasets its targets cover
 
     def register(self, template: Any, dataset: str) -> list[str]:
         """The template's run references, one per seed, registering their runs (while the registry is built)."""
@@ -43,6 +44,13 @@ def caption(registry: Registry, title: str, note: str, results: Results, paper_s
     return " ".join(p for p in parts if p)
 
 
+def not_run(registry: Registry, paper: str, dataset: str) -> str:
+    """Why a table has no runs of `dataset`: the setting lacks it, or the paper's own dataset list leaves it out."""
+    if dataset in registry.config["datasets"]:
+        return f"not run: {dataset} is not in {paper}.datasets of setting {registry.setting}"
+    return f"not run: {dataset} is not in setting {registry.setting}"
+
+
 def frame_table(registry: Registry, name: str, paper: str, runs: list[str], content: Callable[[], TableContent]) -> Target:
     """A table target whose frame the paper lays out itself: `content()` reads the runs when it renders."""
     base = registry.results_dir / "tables" / name
@@ -57,7 +65,7 @@ def frame_table(registry: Registry, name: str, paper: str, runs: list[str], cont
 def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_values: dict[str, Any],
                  templates: RunTemplates) -> Target:
     """A declared table: a row per (row, dataset) with each column's runs summarised beside the paper's value."""
-    datasets = registry.config["datasets"]
+    datasets = templates.config["datasets"]
     published = paper_values.get(name, {})
     cells = {(row["model"], ds, col): templates.register(row["cells"][col], ds)
              for row in decl["rows"] for ds in datasets for col in decl["columns"]}
@@ -76,7 +84,7 @@ def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_valu
                     "model": model, "dataset": ds, "column": col,
                     "ours_mean": stat.mean if stat else None, "ours_std": stat.std if stat else None,
                     "n_seeds": stat.n if stat else 0,
-                    "ours": stat.text() if stat else f"not run: {ds} is not in setting {registry.setting}",
+                    "ours": stat.text() if stat else not_run(registry, results.paper, ds),
                     "paper": value, "paper_tag": tag,
                     "runs": " ".join(runs) if runs else "",
                 })
