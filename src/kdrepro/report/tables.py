@@ -64,9 +64,13 @@ def frame_table(registry: Registry, name: str, paper: str, runs: list[str], cont
 
 def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_values: dict[str, Any],
                  templates: RunTemplates) -> Target:
-    """A declared table: a row per (row, dataset) with each column's runs summarised beside the paper's value."""
+    """A declared table: a row per (row, dataset) with each column's runs summarised beside the paper's value.
+    A row's `model` is the paper's label, which its published values are keyed by; its `label`, where given, is
+    what the table shows of our runs (the networks a setting trains in place of the paper's); the rows of the
+    paper's datasets that the setting does not run keep the paper's label."""
     datasets = templates.config["datasets"]
     published = paper_values.get(name, {})
+    shown = {row["model"]: row.get("label", row["model"]) for row in decl["rows"]}
     cells = {(row["model"], ds, col): templates.register(row["cells"][col], ds)
              for row in decl["rows"] for ds in datasets for col in decl["columns"]}
     results = templates.results
@@ -81,7 +85,7 @@ def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_valu
                 runs = cells.get((model, ds, col))
                 stat = results.stat(runs) if runs else None
                 records.append({
-                    "model": model, "dataset": ds, "column": col,
+                    "model": shown.get(model, model) if ds in datasets else model, "dataset": ds, "column": col,
                     "ours_mean": stat.mean if stat else None, "ours_std": stat.std if stat else None,
                     "n_seeds": stat.n if stat else 0,
                     "ours": stat.text() if stat else not_run(registry, results.paper, ds),
