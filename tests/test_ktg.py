@@ -241,6 +241,19 @@ def test_search_split_heldout_holds_the_validation_images_out_of_every_ktg_run()
     assert "5000 images held out of the training split (ktg.search_split: heldout" in papers["ktg"].note()
 
 
+def test_table_2_has_both_dml_rows_of_the_source_beside_our_dml_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs here: the rows and their paper values are what is checked
+    registry, _ = assemble(setting("paper"))
+    registry.targets["ktg_table2"].render()
+    frame = pd.read_csv(tmp_path / "results/paper/tables/ktg_table2.csv")
+    dml = frame[(frame.dataset == "cifar100") & frame.model.str.startswith("DML, auxiliary ResNet32, ResNet110")]
+    assert sorted(dml.paper) == [72.09, 72.20]
+    assert dml.runs.nunique() == 1 and "ktg/cifar100/dml/resnet32-resnet32-resnet110/s0" in dml.runs.iloc[0].split()
+    ours = frame[frame.model.str.startswith("Ours")].ours  # before the search has finished
+    assert ours.str.startswith("not run yet: its runs are known once the search").all()
+    assert not frame.ours.str.startswith("not run:").any()  # every published row of the setting's datasets has runs
+
+
 def test_search_mode_sets_the_workers_and_the_captions_say_which_ran():
     def assembled(mode: str, workers: int):
         return assemble(setting("config", ktg={"search_mode": mode, "workers": workers}))

@@ -44,8 +44,14 @@ def caption(registry: Registry, title: str, note: str, results: Results, paper_s
     return " ".join(p for p in parts if p)
 
 
-def not_run(registry: Registry, paper: str, dataset: str) -> str:
-    """Why a table has no runs of `dataset`: the setting lacks it, or the paper's own dataset list leaves it out."""
+def not_run(registry: Registry, paper: str, dataset: str, datasets: list[str], declared: bool) -> str:
+    """Why a table cell has no runs of `dataset`: they are not known yet (a declared cell whose search has not
+    finished), the table declares none for the row (a published value only), the setting lacks the dataset, or the
+    paper's own dataset list (`datasets`) leaves it out."""
+    if declared:
+        return "not run yet: its runs are known once the search that chooses them has finished"
+    if dataset in datasets:
+        return f"not run: no runs are declared for this row (config/experiments/{paper}.yaml)"
     if dataset in registry.config["datasets"]:
         return f"not run: {dataset} is not in {paper}.datasets of setting {registry.setting}"
     return f"not run: {dataset} is not in setting {registry.setting}"
@@ -88,7 +94,7 @@ def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_valu
                     "model": shown.get(model, model) if ds in datasets else model, "dataset": ds, "column": col,
                     "ours_mean": stat.mean if stat else None, "ours_std": stat.std if stat else None,
                     "n_seeds": stat.n if stat else 0,
-                    "ours": stat.text() if stat else not_run(registry, results.paper, ds),
+                    "ours": stat.text() if stat else not_run(registry, results.paper, ds, datasets, runs is not None),
                     "paper": value, "paper_tag": tag,
                     "runs": " ".join(runs) if runs else "",
                 })
