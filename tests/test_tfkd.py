@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import needs_fashion_mnist, setting
+from conftest import REPO, needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
 from kdrepro.data.device import random_rotation
 from kdrepro.engine import train_run
@@ -159,6 +159,15 @@ def test_tables_without_substitution_render_as_the_declared_labels_byte_for_byte
     declared = [f.read_bytes() for f in files]
     tfkd.table("tfkd_table_reg", decl).render()
     assert [f.read_bytes() for f in files] == declared
+
+
+def test_imagenet_and_tiny_imagenet_are_declared_out_of_scope_with_their_reasons():
+    registry, papers = assemble(setting("paper"))
+    out = papers["tfkd"].experiment["out_of_scope"]
+    assert set(out) == {"tfkd_table_imagenet", "tfkd_table_tiny"} and not set(out) & set(registry.targets)
+    assert "ImageNet" in out["tfkd_table_imagenet"] and "Tiny-ImageNet" in out["tfkd_table_tiny"]
+    protocol = (REPO / "docs/protocols/tfkd.md").read_text()
+    assert all(name in protocol for name in out)
 
 
 def official_tfkd_loss(outputs, labels, teacher_outputs, alpha, temperature, multiplier=1.0):
