@@ -4,8 +4,11 @@ what they read."""
 
 import json
 
+import pytest
+
 from conftest import setting
 from kdrepro.assemble import PAPERS, assemble, build_registry
+from kdrepro.config import ConfigError
 from kdrepro.experiments import Registry
 from kdrepro.graph import LABELS, Edge, Node, RunSpec
 from kdrepro.papers.base import Paper
@@ -110,3 +113,24 @@ def test_a_new_paper_is_a_template_grammar_and_claims_over_an_experiment_file(tm
     claims = claims_target(registry, {"toy": toy})
     claims.render()
     assert "| KD beats training from scratch (fashion_mnist) | inconclusive: missing runs |" in open(claims.outputs[0]).read()
+
+
+def test_the_paper_setting_runs_fitnets_on_svhn_and_mnist_and_the_other_papers_on_cifar_only():
+    """FitNets Tables 3-4 are built in the paper setting; the setting-wide dataset list does not drag the
+    other papers onto SVHN and MNIST (each paper block's `datasets`)."""
+    registry = build_registry(setting("paper"))
+    datasets_of = {}
+    for run in registry.runs:
+        paper, dataset = run.split("/")[:2]
+        datasets_of.setdefault(paper, set()).add(dataset)
+    assert datasets_of.pop("fitnets") == {"cifar10", "cifar100", "svhn", "mnist"}
+    assert datasets_of == {paper: {"cifar10", "cifar100"} for paper in ("takd", "tfkd", "cckd", "ktg")}
+    for table, dataset in (("fitnets_table3", "svhn"), ("fitnets_table4", "mnist")):
+        runs = registry.targets[table].runs
+        assert runs and all(run.split("/")[1] == dataset for run in runs)
+    assert not [s for s in registry.searches if "svhn" in s or "mnist" in s]  # no KTG search on them either
+
+
+def test_a_paper_block_may_only_name_datasets_of_the_setting():
+    with pytest.raises(ConfigError, match="config key takd.datasets.0: mnist is not one of the setting's datasets"):
+        setting("config", takd={"datasets": ["mnist"]})

@@ -266,6 +266,22 @@ def test_default_setting_shares_takd_runs_and_stays_small():
     assert any("resnet56-resnet20" in r for r in table1.runs) and any("cifar100" in r for r in table1.runs)
 
 
+def test_the_hint_column_is_repdistillers_fitnet_ce_plus_100_hint_at_the_middle_stage_and_no_kd():
+    """RepDistiller b84f547 `--distill hint -a 0 -b 100` (-r 1): loss = CE + 100 MSE(ConvReg(feat_s[2]), feat_t[2]),
+    hint_layer 2 = the output of the middle of the CIFAR ResNet's three stages."""
+    reg = registry("config")
+    run = next(r for r in reg.targets["cckd_table1"].runs if "/hint-" in r)
+    spec = reg.runs[run]
+    assert [(e.source, e.target, e.loss, e.weight) for e in spec.edges] == [(LABELS, "student", "ce", 1.0),
+                                                                          ("teacher", "student", "hint", 100)]
+    hint = spec.edges[1]
+    assert hint.options == {"source_layer": "layer2", "target_layer": "layer2"}
+    # what the edge reads: the middle stage's output, half the input's side (resnet20 at full width: 32 x 16 x 16)
+    model = create_model("resnet20", 100)
+    read = edges.forward(model, [hint.options["target_layer"]], torch.zeros(2, 3, 32, 32))
+    assert tuple(read["layer2"].shape) == (2, 32, 16, 16)
+
+
 def test_sampler_ablation_reads_k_as_images_per_class_and_checks_it_naming_the_key():
     from kdrepro.config import ConfigError
 

@@ -41,6 +41,7 @@ class Demo:
 
     def __init__(self, registry: Registry):
         self.results = Results(registry, "demo")
+        self.config = registry.config
         self.registered: list[str] = []
 
     def runs(self, template: str, dataset: str) -> list[str]:
@@ -117,6 +118,15 @@ def test_a_declared_table_registers_its_runs_once_and_renders_ours_beside_the_pa
     assert cifar.loc["A", "paper"] == 90.0 and cifar.loc["A", "ours"] == "not run: cifar10 is not in setting unit"
     md = open("results/unit/tables/demo_table.md").read()
     assert "Demo table. A caption. Setting `unit`: a unit test. Ours: best test accuracy over epochs, mean ± std over 2 seed(s)" in md
+
+
+def test_a_row_shows_its_label_and_keeps_the_papers_values_of_its_model(registry):
+    """A row relabelled for the network a setting trains in its place still sits beside the paper's value."""
+    decl = {"title": "Demo table", "columns": ["A"], "rows": [{"model": "m", "label": "n (paper: m)", "cells": {"A": "a"}}]}
+    values = {"demo_table": {"m/fashion_mnist": {"A": [90.0, "EXACT"]}}}
+    table_target(registry, "demo_table", decl, values, Demo(registry)).render()
+    frame = pd.read_csv("results/unit/tables/demo_table.csv")
+    assert frame[["model", "paper", "ours"]].values.tolist() == [["n (paper: m)", 90.0, "71.00 ± 1.41"]]
 
 
 def test_a_figure_draws_its_kind_per_dataset_and_panel_and_writes_the_numbers(registry):

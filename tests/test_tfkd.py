@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import needs_fashion_mnist, setting
+from conftest import REPO, needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
 from kdrepro.data.device import random_rotation
 from kdrepro.engine import train_run
@@ -129,6 +129,45 @@ def test_substitutions_share_runs_and_de_kd_reads_snapshots():
     assert dekd.node("teacher").frozen_epoch == 0 and dekd.node("teacher").frozen_from == scratch.name
     note = papers["tfkd"].note()  # what every caption says of the substitutions
     assert "resnet50 → resnet18" in note and "mobilenet {'width': 0.125}" in note
+
+
+def test_substituted_rows_name_the_network_trained_beside_the_papers_label(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs here: the cells read "–", the labels are what is checked
+    _, papers = assemble(setting("config"))  # googlenet, resnet50, densenet121, resnext29 -> resnet18
+    tfkd = papers["tfkd"]
+    assert tfkd.row_label("GoogLeNet") == "ResNet18 (paper: GoogLeNet)"
+    assert tfkd.row_label("ResNet50@50 / ResNet18") == "ResNet18@50 / ResNet18 (paper: ResNet50@50 / ResNet18)"
+    assert tfkd.row_label("MobileNetV2") == "MobileNetV2"  # not substituted
+    tfkd.table("tfkd_table_reg", tfkd.experiment["tables"]["tfkd_table_reg"]).render()
+    labels = pd.read_csv("results/default/tables/tfkd_table_reg.csv").groupby("dataset").model.unique()
+    assert list(labels["fashion_mnist"]) == ["MobileNetV2", "ShuffleNetV2", "ResNet18", "ResNet18 (paper: GoogLeNet)"]
+    assert list(labels["cifar100"]) == ["MobileNetV2", "ShuffleNetV2", "ResNet18", "GoogLeNet"]  # the paper's rows
+    ktg = papers["ktg"]  # resnet32 -> resnet8, resnet110 -> resnet14: networks the paper's labels never name
+    assert ktg.row_label("DML, auxiliary ResNet32, ResNet110") == "DML, auxiliary resnet8, resnet14 (paper: DML, auxiliary ResNet32, ResNet110)"
+
+
+def test_tables_without_substitution_render_as_the_declared_labels_byte_for_byte(tmp_path, monkeypatch):
+    from kdrepro.report.tables import table_target
+
+    monkeypatch.chdir(tmp_path)
+    registry, papers = assemble(setting("paper"))
+    tfkd = papers["tfkd"]
+    assert not tfkd.substitute
+    decl = tfkd.experiment["tables"]["tfkd_table_reg"]
+    files = [tmp_path / f"results/paper/tables/tfkd_table_reg{s}" for s in (".csv", ".md", ".tex")]
+    table_target(registry, "tfkd_table_reg", decl, tfkd.paper_values, tfkd).render()  # the declared rows as they are
+    declared = [f.read_bytes() for f in files]
+    tfkd.table("tfkd_table_reg", decl).render()
+    assert [f.read_bytes() for f in files] == declared
+
+
+def test_imagenet_and_tiny_imagenet_are_declared_out_of_scope_with_their_reasons():
+    registry, papers = assemble(setting("paper"))
+    out = papers["tfkd"].experiment["out_of_scope"]
+    assert set(out) == {"tfkd_table_imagenet", "tfkd_table_tiny"} and not set(out) & set(registry.targets)
+    assert "ImageNet" in out["tfkd_table_imagenet"] and "Tiny-ImageNet" in out["tfkd_table_tiny"]
+    protocol = (REPO / "docs/protocols/tfkd.md").read_text()
+    assert all(name in protocol for name in out)
 
 
 def official_tfkd_loss(outputs, labels, teacher_outputs, alpha, temperature, multiplier=1.0):

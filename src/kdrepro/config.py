@@ -14,6 +14,7 @@ from kdrepro.data import dataset_meta, split_problems
 from kdrepro.models import ModelError, check_model_options, family_models, list_families
 from kdrepro.paths import SCHEMA
 
+PAPER_BLOCKS = ("takd", "tfkd", "cckd", "ktg", "fitnets")  # the settings blocks of the papers
 MODEL_OPTION_BLOCKS = ("takd", "tfkd", "ktg")  # paper blocks with `model_options`: family -> builder options
 
 
@@ -92,10 +93,15 @@ def import_plugins(modules: Iterable[str]) -> None:
 
 
 def check_consistency(config: dict[str, Any]) -> None:
-    """The cross-field checks of a schema-valid setting, each error naming its key: subsets, validation
-    and pad_to against each dataset's known sizes, CCKD's sampler counts against its batch and the
-    classes (for the experiments the setting builds), model options only for known families and of the
-    builders' types."""
+    """The cross-field checks of a schema-valid setting, each error naming its key: each paper's datasets among
+    the setting's, subsets, validation and pad_to against each dataset's known sizes, CCKD's sampler counts
+    against its batch and the classes (for the experiments the setting builds), model options only for known
+    families and of the builders' types."""
+    for paper in PAPER_BLOCKS:
+        for i, name in enumerate(config[paper]["datasets"] or []):
+            if name not in config["datasets"]:
+                raise ConfigError(f"config key {paper}.datasets.{i}: {name} is not one of the setting's datasets "
+                                  f"({', '.join(config['datasets'])})")
     d = config["data"]
     metas = [m for m in (dataset_meta(name, d["roots"].get(name)) for name in config["datasets"]) if m is not None]
     for meta in metas:

@@ -107,6 +107,10 @@ class Registry:
         """A paper block's own `seeds` (a CPU setting may afford fewer for some papers), else the setting's."""
         return list(self.config.get(paper, {}).get("seeds") or self.config["seeds"])
 
+    def datasets(self, paper: str) -> list[str]:
+        """A paper block's own `datasets` (the setting's that the paper runs on), else all the setting's."""
+        return list(self.config.get(paper, {}).get("datasets") or self.config["datasets"])
+
     def add_runs(self, specs: dict[str, RunSpec]) -> None:
         for name, spec in specs.items():
             if name in self.runs and self.runs[name] != spec:

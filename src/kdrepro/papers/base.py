@@ -9,6 +9,7 @@ registry; `build` registers the runs its targets read, through `register`.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from kdrepro.experiments import Registry, Runs, Target
@@ -20,12 +21,21 @@ from kdrepro.report.results import Results, Stat
 from kdrepro.report.tables import table_target
 
 
+LABEL_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # a word of a row label that may name a network ("WRN-28-2")
+
+
+def network_key(word: str) -> str:
+    """A network's name as labels and the registry both spell it: "WRN-28-2" and "wrn28_2" -> "wrn282"."""
+    return re.sub(r"[^a-z0-9]", "", word.lower())
+
+
 class Paper:
     name: ClassVar[str]  # its settings block, its experiment file (config/experiments/<name>.yaml), its runs' prefix
 
     def __init__(self, registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]):
         self.registry, self.experiment, self.paper_values = registry, experiment, paper_values
-        self.config = registry.config
+        # the setting as this paper runs it: its `datasets` are the paper block's own (Registry.datasets)
+        self.config = {**registry.config, "datasets": registry.datasets(self.name)}
         self.settings = self.config[self.name]
         protocols = experiment.get("protocols")
         self.protocol = protocols[self.config["protocol"]] if protocols else {}
@@ -59,6 +69,21 @@ class Paper:
         """The caption sentence naming what the setting trains in place of the paper's networks."""
         parts = [f"{a} → {b}" for a, b in self.substitute.items()]
         return f"Substitutions in this setting (paper network → network trained): {', '.join(parts)}." if parts else ""
+
+    def row_label(self, label: str) -> str:
+        """A table row's label naming the networks trained where the setting substitutes one the label names, the
+        paper's label beside it: "ResNet18 (paper: GoogLeNet)"; the label itself where nothing it names is substituted.
+        A trained network is written as the paper's labels write it where they name it, else by its registry name."""
+        if not self.substitute:
+            return label
+        spelled = {network_key(m.group()): m.group() for row in self.declared_rows() for m in LABEL_WORD.finditer(row["model"])}
+        trained = {network_key(paper_arch): spelled.get(network_key(arch), arch) for paper_arch, arch in self.substitute.items()}
+        relabelled = LABEL_WORD.sub(lambda m: trained.get(network_key(m.group()), m.group()), label)
+        return label if relabelled == label else f"{relabelled} (paper: {label})"
+
+    def declared_rows(self) -> list[dict[str, Any]]:
+        """The rows of the experiment file's tables that carry a label (`model`)."""
+        return [row for decl in self.experiment.get("tables", {}).values() for row in decl.get("rows", []) if "model" in row]
 
     def options(self, arch: str) -> dict[str, Any]:
         """Constructor options of `arch`: the setting's `model_options` of its family."""
@@ -110,7 +135,8 @@ class Paper:
             self.registry.targets[name] = self.figure(name, decl)
 
     def table(self, name: str, decl: dict[str, Any]) -> Target:
-        return table_target(self.registry, name, decl, self.paper_values, self)
+        rows = [{**row, "label": self.row_label(row["model"])} for row in decl["rows"]]
+        return table_target(self.registry, name, {**decl, "rows": rows}, self.paper_values, self)
 
     def figure(self, name: str, decl: dict[str, Any]) -> Target:
         return figure_target(self.registry, name, decl, self)

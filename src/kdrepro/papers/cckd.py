@@ -58,8 +58,11 @@ class CCKD(Paper):
             return specs
         base = specs[takd_run_name(dataset, [teacher, student], seed)]
         hyper = self.hyper
-        if method == "hint":
-            tag, edges = f"hint-b{hyper('hint_weight'):g}", (*base.edges, Edge("teacher", "student", "hint", weight=hyper("hint_weight")))
+        if method == "hint":  # RepDistiller's FitNet: CE + weight x hint at one layer of both networks, no KD
+            layer = self.experiment["hint_layer"]
+            tag = f"hint-{layer}-b{hyper('hint_weight'):g}"
+            edges = (Edge(LABELS, "student", "ce"), Edge("teacher", "student", "hint", weight=hyper("hint_weight"),
+                                                         options={"source_layer": layer, "target_layer": layer}))
         elif method == "cc_repdistiller":
             tag = f"ccrep-d{hyper('repdistiller_feat_dim')}-b{hyper('repdistiller_beta'):g}"
             edges = (Edge(LABELS, "student", "ce"), Edge("teacher", "student", "cc_repdistiller", weight=hyper("repdistiller_beta"),

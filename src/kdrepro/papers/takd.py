@@ -274,6 +274,33 @@ def student_size(ax, panel, stat) -> list[dict[str, Any]]:
     return rows
 
 
+@figure_kind("ta_size", lambda p: [[p["teacher"]], [p["student"]]] + [[p["teacher"], ta] for ta in p["assistants"]]
+             + [[p["teacher"], ta, p["student"]] for ta in p["assistants"]])
+def ta_size(ax, panel, stat) -> list[dict[str, Any]]:
+    """Each TA's accuracy (distilled from the teacher, as TAKD trains it) against its depth, with the teacher's and
+    the student's own accuracy and their midpoint (the "accuracy midpoint" the best TA sits near), the size midpoint,
+    and the student distilled through each TA."""
+    teacher, student, assistants = panel["teacher"], panel["student"], panel["assistants"]
+    depths = [model_info(ta)["depth"] for ta in assistants]
+    own = [stat([teacher, ta]) for ta in assistants]
+    through = [stat([teacher, ta, student]) for ta in assistants]
+    t, s = stat([teacher]), stat([student])
+    accuracy_mid = (t.mean + s.mean) / 2
+    size_mid = (model_info(teacher)["depth"] + model_info(student)["depth"]) / 2
+    errorbar(ax, depths, own, color="tab:blue", label="TA, distilled from the teacher")
+    errorbar(ax, depths, through, color="tab:green", linestyle="--", label=f"student {student} through the TA")
+    ax.axhline(t.mean, color="tab:red", linewidth=1, label=f"teacher {teacher}")
+    ax.axhline(s.mean, color="grey", linewidth=1, label=f"student {student} alone")
+    ax.axhline(accuracy_mid, color="black", linestyle=":", linewidth=1, label="accuracy midpoint")
+    ax.axvline(size_mid, color="black", linestyle="-.", linewidth=0.8, label="size midpoint")
+    ax.set_xlabel("TA depth (layers)")
+    ax.set_ylabel("test accuracy (%)")
+    return [{"assistant": ta, "depth": d, "ta_mean": o.mean, "ta_std": o.std, "student_through_ta_mean": v.mean,
+             "student_through_ta_std": v.std, "teacher_mean": t.mean, "student_alone_mean": s.mean,
+             "accuracy_midpoint": accuracy_mid, "size_midpoint": size_mid, "n": o.n}
+            for ta, d, o, v in zip(assistants, depths, own, through)]
+
+
 @figure_kind("paths", lambda p: p["chains"])
 def paths(ax, panel, stat) -> list[dict[str, Any]]:
     """The student's accuracy for every distillation path, sorted by the number of assistants."""

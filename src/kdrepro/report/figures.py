@@ -56,10 +56,10 @@ class PanelData:
 
 def figure_target(registry: Registry, name: str, decl: dict[str, Any], templates: RunTemplates,
                   datasets: list[str] | None = None) -> Target:
-    """A figure of panels (columns) per dataset (rows; default: the setting's datasets)."""
+    """A figure of panels (columns) per dataset (rows; default: the datasets the paper runs on)."""
     chains_of, draw = KINDS[decl["kind"]]
     panels = decl.get("panels", [decl])
-    datasets = datasets or registry.config["datasets"]
+    datasets = datasets or templates.config["datasets"]
     runs = sorted({run_of(r) for ds in datasets for p in panels for chain in chains_of(p) for r in templates.register(chain, ds)})
     png, pdf = registry.figures_dir / f"{name}.png", registry.figures_dir / f"{name}.pdf"
     data_base = registry.results_dir / "tables" / name

@@ -16,6 +16,7 @@ class RunTemplates(Protocol):
     """What a paper hands the report layer: its results and its run templates, resolved per dataset."""
 
     results: Results
+    config: dict[str, Any]  # the setting as the paper runs it: config["datasets"] are the datasets its targets cover
 
     def register(self, template: Any, dataset: str) -> list[str]:
         """The template's run references, one per seed, registering their runs (while the registry is built)."""
@@ -43,6 +44,19 @@ def caption(registry: Registry, title: str, note: str, results: Results, paper_s
     return " ".join(p for p in parts if p)
 
 
+def not_run(registry: Registry, paper: str, dataset: str, datasets: list[str], declared: bool) -> str:
+    """Why a table cell has no runs of `dataset`: they are not known yet (a declared cell whose search has not
+    finished), the table declares none for the row (a published value only), the setting lacks the dataset, or the
+    paper's own dataset list (`datasets`) leaves it out."""
+    if declared:
+        return "not run yet: its runs are known once the search that chooses them has finished"
+    if dataset in datasets:
+        return f"not run: no runs are declared for this row (config/experiments/{paper}.yaml)"
+    if dataset in registry.config["datasets"]:
+        return f"not run: {dataset} is not in {paper}.datasets of setting {registry.setting}"
+    return f"not run: {dataset} is not in setting {registry.setting}"
+
+
 def frame_table(registry: Registry, name: str, paper: str, runs: list[str], content: Callable[[], TableContent]) -> Target:
     """A table target whose frame the paper lays out itself: `content()` reads the runs when it renders."""
     base = registry.results_dir / "tables" / name
@@ -56,9 +70,13 @@ def frame_table(registry: Registry, name: str, paper: str, runs: list[str], cont
 
 def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_values: dict[str, Any],
                  templates: RunTemplates) -> Target:
-    """A declared table: a row per (row, dataset) with each column's runs summarised beside the paper's value."""
-    datasets = registry.config["datasets"]
+    """A declared table: a row per (row, dataset) with each column's runs summarised beside the paper's value.
+    A row's `model` is the paper's label, which its published values are keyed by; its `label`, where given, is
+    what the table shows of our runs (the networks a setting trains in place of the paper's); the rows of the
+    paper's datasets that the setting does not run keep the paper's label."""
+    datasets = templates.config["datasets"]
     published = paper_values.get(name, {})
+    shown = {row["model"]: row.get("label", row["model"]) for row in decl["rows"]}
     cells = {(row["model"], ds, col): templates.register(row["cells"][col], ds)
              for row in decl["rows"] for ds in datasets for col in decl["columns"]}
     results = templates.results
@@ -73,10 +91,10 @@ def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_valu
                 runs = cells.get((model, ds, col))
                 stat = results.stat(runs) if runs else None
                 records.append({
-                    "model": model, "dataset": ds, "column": col,
+                    "model": shown.get(model, model) if ds in datasets else model, "dataset": ds, "column": col,
                     "ours_mean": stat.mean if stat else None, "ours_std": stat.std if stat else None,
                     "n_seeds": stat.n if stat else 0,
-                    "ours": stat.text() if stat else f"not run: {ds} is not in setting {registry.setting}",
+                    "ours": stat.text() if stat else not_run(registry, results.paper, ds, datasets, runs is not None),
                     "paper": value, "paper_tag": tag,
                     "runs": " ".join(runs) if runs else "",
                 })
