@@ -20,7 +20,7 @@ from kdrepro.papers.ktg import KTG
 from kdrepro.papers.takd import TAKD
 from kdrepro.papers.tfkd import TfKD
 from kdrepro.paths import EXPERIMENTS, EXPERIMENTS_SCHEMA, PAPER_VALUES
-from kdrepro.report.claims import claims_target
+from kdrepro.report.claims import claims_figure_target, claims_target
 
 PAPERS: list[type[Paper]] = [TAKD, TfKD, CCKD, KTG, FitNets]  # the claims report's order
 
@@ -48,7 +48,8 @@ def assemble(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS,
               for paper in PAPERS}
     for paper in papers.values():
         paper.build()
-    registry.targets["claims"] = claims_target(registry, papers)
+    registry.targets["claims_fig"] = claims_figure_target(registry, papers)
+    registry.targets["claims"] = claims_target(registry, papers, figure="claims_fig")
     check_graph(registry.runs)
     return registry, papers
 
