@@ -23,7 +23,8 @@ def test_the_registry_does_not_depend_on_the_working_directory(tmp_path, monkeyp
 def test_every_paper_builds_its_targets_and_the_claims_come_last():
     registry, papers = assemble(setting("smoke"))
     assert list(papers) == [paper.name for paper in PAPERS] == ["takd", "tfkd", "cckd", "ktg", "fitnets"]
-    assert list(registry.papers()) == [*papers, "all"] and list(registry.targets)[-1] == "claims"
+    assert list(registry.papers()) == [*papers, "all"] and list(registry.targets)[-2:] == ["claims_fig", "claims"]
+    assert registry.targets["claims_fig"].outputs[:2] == ["figures/smoke/claims_fig.png", "figures/smoke/claims_fig.pdf"]
 
 
 def test_looking_runs_up_registers_nothing_and_only_building_does(tmp_path, monkeypatch):

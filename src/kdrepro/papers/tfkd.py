@@ -191,10 +191,10 @@ class TfKD(Paper):
     def poorly_trained_teacher_claim(self, dataset: str) -> Claim:
         """De-KD with the poorly trained teacher of the De-KD figure against the student's baseline. The paper's
         poorly trained teacher (ResNet18 after 1 of 200 epochs, 15.48% on CIFAR-100, row "ResNet18@1" of its
-        De-KD results) has learnt something; the initialisation has not. So the teacher is the earliest of the
-        figure's snapshots, past the initialisation, whose mean accuracy lies above chance (by the margin that
-        flags a run as not trained, engine.records.chance_level) — a choice made on the teacher's accuracy
-        alone, never on the students'."""
+        De-KD results) has learnt something; the initialisation has not, and the last epoch's model is the
+        trained teacher. So the teacher is the earliest of the figure's snapshots strictly between the two whose
+        mean accuracy lies above chance (by the margin that flags a run as not trained,
+        engine.records.chance_level): a choice made on the teacher's accuracy alone, never on the students'."""
         panel = self.experiment["figures"]["tfkd_fig_dekd"]["panels"][0]
         teacher, student = panel["teacher"], panel["student"]
         paper = self.published_gap("tfkd_table_dekd", ("ResNet18@1 / MobileNetV2", "De-KD"), ("ResNet18@1 / MobileNetV2", "Student"))
@@ -203,8 +203,8 @@ class TfKD(Paper):
         seen = []
         for epoch in sorted(panel["epochs"]):
             scaled = self.scaled_epoch(epoch)
-            if scaled == 0 or scaled in (e for e, _ in seen):
-                continue
+            if scaled in (0, self.settings["epochs"]) or scaled in (e for e, _ in seen):
+                continue  # the initialisation has learnt nothing; the last epoch's model is the trained teacher
             poor = self.stat(f"snapshot:{teacher}@{epoch}", dataset)
             seen.append((scaled, poor))
             if not poor.values:
@@ -213,8 +213,9 @@ class TfKD(Paper):
             if poor.mean > chance + margin:
                 return compare(f"{statement[:-1]}; teacher after epoch {scaled} of {self.settings['epochs']}, at {poor.text()})",
                                self.stat(f"dekd:{teacher}@{epoch}>{student}", dataset), baseline, paper)
-        found = ", ".join(f"epoch {e}: {s.text()}" for e, s in seen) or "none after the initialisation"
-        return Claim(statement, "inconclusive: no snapshot of the teacher past its initialisation lies above chance", f"teacher snapshots: {found}", paper=paper)
+        found = ", ".join(f"epoch {e}: {s.text()}" for e, s in seen) or "none between the initialisation and the last epoch"
+        return Claim(statement, "inconclusive: no snapshot of the teacher between its initialisation and its last epoch lies above chance",
+                     f"teacher snapshots: {found}", paper=paper)
 
 
 def all_templates(experiment: dict[str, Any]) -> list[str]:
