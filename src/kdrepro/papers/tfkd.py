@@ -19,7 +19,7 @@ from kdrepro.experiments import SNAPSHOT, Registry, Target, num_classes
 from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.papers.base import Paper
 from kdrepro.report.claims import Claim, PaperEffect, compare, equivalence
-from kdrepro.report.figures import KINDS, figure_kind
+from kdrepro.report.figures import KINDS, figure_kind, mark_not_trained
 from kdrepro.report.results import Stat
 
 METHODS = ("scratch", "kd", "self", "dekd", "reg", "lsr", "snapshot")
@@ -240,7 +240,7 @@ def comparable_claim(statement: str, reg: Stat, kd: Stat, paper: PaperEffect | N
 def defective_teacher(ax, panel, stat) -> list[dict[str, Any]]:
     """The De-KD student's accuracy against its poorly trained teacher's; the student's baseline as a line."""
     teacher, student = panel["teacher"], panel["student"]
-    rows, seen = [], set()
+    rows, students, seen = [], [], set()
     for epoch in panel["epochs"]:
         runs = tuple(stat.resolve(f"dekd:{teacher}@{epoch}>{student}"))
         if runs in seen:  # reference epochs that scale to the same epoch of a short run
@@ -249,11 +249,14 @@ def defective_teacher(ax, panel, stat) -> list[dict[str, Any]]:
         poor, taught = stat(f"snapshot:{teacher}@{epoch}"), stat(f"dekd:{teacher}@{epoch}>{student}")
         trained_epochs = int(stat.resolve(f"snapshot:{teacher}@{epoch}")[0].rpartition(SNAPSHOT)[2])
         rows.append({"teacher_reference_epoch": epoch, "teacher_epoch": trained_epochs, "teacher_mean": poor.mean,
-                     "teacher_std": poor.std, "student_mean": taught.mean, "student_std": taught.std, "n": taught.n})
-    rows.sort(key=lambda r: r["teacher_mean"])
+                     "teacher_std": poor.std, "student_mean": taught.mean, "student_std": taught.std, "n": taught.n, "ours": taught.text()})
+        students.append(taught)
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["teacher_mean"])
+    rows, students = [rows[i] for i in order], [students[i] for i in order]
     baseline = stat(f"scratch:{student}")
     ax.errorbar([r["teacher_mean"] for r in rows], [r["student_mean"] for r in rows],
                 yerr=[0 if r["n"] < 2 else r["student_std"] for r in rows], marker="o", capsize=3, label=f"{student} taught (De-KD)")
+    mark_not_trained(ax, [r["teacher_mean"] for r in rows], [r["student_mean"] for r in rows], students)
     ax.axhline(baseline.mean, color="tab:red", label=f"{student} baseline {baseline.text()}")
     for r in rows:
         ax.annotate(f"epoch {r['teacher_epoch']}", (r["teacher_mean"], r["student_mean"]), fontsize=7,

@@ -36,10 +36,15 @@ NOT_TRAINED_LABEL = f"{NOT_TRAINED_MARK} includes a run that did not train"
 
 
 def errorbar(ax, xs, stats: list[Stat], **style) -> None:
-    """Means over seeds with their std as error bars (none for a single seed); a mean that includes a run that
-    did not train is circled in red, with a legend entry saying so."""
+    """Means over seeds with their std as error bars (none for a single seed), marking any that include a run
+    that did not train."""
     ax.errorbar(xs, [s.mean for s in stats], yerr=[0 if s.n < 2 else s.std for s in stats], capsize=3, marker="o", **style)
-    flagged = [(x, s.mean) for x, s in zip(xs, stats) if s.not_trained]
+    mark_not_trained(ax, xs, [s.mean for s in stats], stats)
+
+
+def mark_not_trained(ax, xs, ys, stats: list[Stat]) -> None:
+    """Circles in red each point whose stat includes a run that did not train, with one legend entry per panel."""
+    flagged = [(x, y) for x, y, s in zip(xs, ys, stats) if s.not_trained]
     if flagged:
         labelled = NOT_TRAINED_LABEL in ax.get_legend_handles_labels()[1]
         ax.scatter(*zip(*flagged), s=160, facecolors="none", edgecolors="red", linewidths=1.6, zorder=5,
@@ -88,7 +93,9 @@ def figure_target(registry: Registry, name: str, decl: dict[str, Any], templates
                     ax.legend(fontsize=8)
         note = not_trained_note(registry, runs)
         text = caption(registry, decl["title"], note, results)
-        heading = [decl["title"], f"setting {registry.setting}: {registry.config.get('description', '')}"] + ([note] if note else [])
+        heading = [decl["title"], f"setting {registry.setting}: {registry.config.get('description', '')}"]
+        if note:  # the runs and reasons are in the caption of the figure's numbers; the figure says where
+            heading.append(f"{NOT_TRAINED_MARK} red circles: a run that did not train, named with the reason in {data_base.with_suffix('.md')}")
         width = int(13 * fig.get_figwidth())  # characters of 9-point text that fit across the figure
         fig.suptitle("\n".join(textwrap.fill(line, width) for line in heading), fontsize=9)
         fig.tight_layout()
