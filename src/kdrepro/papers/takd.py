@@ -16,7 +16,8 @@ from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, Spec
 from kdrepro.models import model_info
 from kdrepro.papers.base import Paper
 from kdrepro.report.claims import Claim, compare, ranking
-from kdrepro.report.figures import errorbar, figure_kind
+from kdrepro.report.figures import errorbar, figure_kind, hatch_not_trained
+from kdrepro.report.results import Stat
 
 
 def run_name(dataset: str, chain: list[str], seed: int) -> str:
@@ -167,14 +168,15 @@ def teacher_size(ax, panel, stat) -> list[dict[str, Any]]:
 @figure_kind("student_size", lambda p: [[p["teacher"], s] for s in p["students"]] + [[s] for s in p["students"]])
 def student_size(ax, panel, stat) -> list[dict[str, Any]]:
     """Percentage gain of the distilled student over the same student trained from scratch."""
-    rows = []
+    rows, flagged = [], []
     for s in panel["students"]:
         distilled, scratch = stat([panel["teacher"], s]), stat([s])
         gains = [100 * (d - c) / c for d, c in zip(distilled.values, scratch.values)]  # paired by seed
         rows.append({"student": s, "gain_mean": sum(gains) / len(gains) if gains else float("nan"),
                      "gain_min": min(gains, default=float("nan")), "gain_max": max(gains, default=float("nan")), "n": len(gains)})
+        flagged.append(Stat([], not_trained={**distilled.not_trained, **scratch.not_trained}))
     frame = pd.DataFrame(rows)
-    ax.bar(frame["student"], frame["gain_mean"], color="tab:blue")
+    hatch_not_trained(ax, ax.bar(frame["student"], frame["gain_mean"], color="tab:blue"), flagged)
     ax.errorbar(frame["student"], frame["gain_mean"], yerr=[frame["gain_mean"] - frame["gain_min"], frame["gain_max"] - frame["gain_mean"]],
                 fmt="none", ecolor="black", capsize=3)
     ax.axhline(0, color="grey", linewidth=0.8)
@@ -186,10 +188,12 @@ def student_size(ax, panel, stat) -> list[dict[str, Any]]:
 @figure_kind("paths", lambda p: p["chains"])
 def paths(ax, panel, stat) -> list[dict[str, Any]]:
     """The student's accuracy for every distillation path, sorted by the number of assistants."""
-    rows = [{"path": " → ".join(chain), "assistants": len(chain) - 2, "mean": (s := stat(chain)).mean, "std": s.std, "n": s.n, "ours": s.text()}
-            for chain in panel["chains"]]
+    stats = [stat(chain) for chain in panel["chains"]]
+    rows = [{"path": " → ".join(chain), "assistants": len(chain) - 2, "mean": s.mean, "std": s.std, "n": s.n, "ours": s.text()}
+            for chain, s in zip(panel["chains"], stats)]
     frame = pd.DataFrame(rows)
-    ax.barh(frame["path"], frame["mean"], xerr=frame["std"].fillna(0), color=[f"C{k}" for k in frame["assistants"]], capsize=3)
+    bars = ax.barh(frame["path"], frame["mean"], xerr=frame["std"].fillna(0), color=[f"C{k}" for k in frame["assistants"]], capsize=3)
+    hatch_not_trained(ax, bars, stats)
     ax.invert_yaxis()
     low = frame["mean"].min() - 3 * max(frame["std"].fillna(0).max(), 0.5)
     ax.set_xlim(left=max(low, 0))

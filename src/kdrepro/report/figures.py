@@ -51,6 +51,16 @@ def mark_not_trained(ax, xs, ys, stats: list[Stat]) -> None:
                    label=None if labelled else NOT_TRAINED_LABEL)
 
 
+def hatch_not_trained(ax, bars, stats: list[Stat]) -> None:
+    """Hatches in red each bar whose stat includes a run that did not train, with one legend entry per panel."""
+    for bar, stat in zip(bars, stats):
+        if stat.not_trained:
+            bar.set_hatch("//")
+            bar.set_edgecolor("red")
+            if NOT_TRAINED_LABEL not in ax.get_legend_handles_labels()[1]:
+                bar.set_label(NOT_TRAINED_LABEL)
+
+
 class PanelData:
     """What a figure kind reads for one dataset: `stat(template)` summarises its runs over seeds,
     `stat.curves(template)` gives their per-epoch test accuracy, `stat.resolve(template)` names them."""
