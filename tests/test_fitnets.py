@@ -429,3 +429,16 @@ def test_the_fitnet_beats_its_teacher_only_where_the_papers_own_table_says_so(tm
     assert svhn and all("tested beyond the paper" in s for s in svhn)
     mnist_kd = next(c for c in claims if c.statement.startswith("hints train fitnet_mnist better than KD"))
     assert "beyond" not in mnist_kd.statement and mnist_kd.paper.value == pytest.approx(0.65 - 0.51)
+
+
+def test_the_speed_claim_is_a_timing_and_never_reads_reproduced(tmp_path, monkeypatch):
+    """Table 5's speed-ups are timed once on the rendering machine, not measured over seeds: "holds" / "fails" /
+    "inconclusive", never the seed statistic's "reproduced"."""
+    monkeypatch.chdir(tmp_path)
+    _, papers = assemble(setting("smoke"))
+    fitnets = papers["fitnets"]
+    table = tmp_path / fitnets.speed_table
+    table.parent.mkdir(parents=True)
+    for speedups, verdict in (([1.0, 3.0, 1.5], "holds"), ([1.0, 0.8, 0.9], "fails"), ([1.0, 2.0, 0.9], "inconclusive: 1 of 2")):
+        table.write_text("dataset,network,speedup\n" + "".join(f"fashion_mnist,{n},{s}\n" for n, s in zip(("Teacher", "FitNet 1", "FitNet 2"), speedups)))
+        assert fitnets.speed_claims()[0].verdict.startswith(verdict)

@@ -234,9 +234,10 @@ class FitNets(FitNetsRuns):
             frame = frame[(frame.dataset == ds) & (frame.network != "Teacher")]
             faster = frame.speedup > 1
             evidence = ", ".join(f"{n} x{s:.2f}" for n, s in zip(frame.network, frame.speedup))
-            # a timing, not a statistic over seeds: the networks' speed does not depend on the seed they were trained with
-            judged = ("reproduced (a timing: every FitNet ran faster; no seeds involved)" if faster.all() else
-                      "contradicted: no FitNet ran faster" if not faster.any() else
+            # a timing, not a statistic over seeds (a network's speed does not depend on the seed it was trained with):
+            # its own words, so that "reproduced" always means an interval over at least three seeds
+            judged = ("holds (a timing on this machine, not a statistic over seeds: every FitNet ran faster)" if faster.all() else
+                      "fails (a timing on this machine: no FitNet ran faster)" if not faster.any() else
                       f"inconclusive: {int(faster.sum())} of {len(frame)} FitNets ran faster")
             out.append(Claim(statement, judged, f"speed-up over the teacher: {evidence}"))
         return out

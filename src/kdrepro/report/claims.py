@@ -254,7 +254,7 @@ def claims_target(registry: Registry, papers: Mapping[str, ClaimsSource], figure
 
 
 VERDICT_COLOURS = {"reproduced": "tab:green", "equivalent": "tab:green", "contradicted": "tab:red",
-                   "not equivalent": "tab:red", "inconclusive": "tab:grey"}
+                   "not equivalent": "tab:red", "inconclusive": "tab:grey"}  # a claim without an effect is not drawn
 
 
 def claims_figure_target(registry: Registry, papers: Mapping[str, ClaimsSource], name: str = "claims_fig") -> Target:
