@@ -126,9 +126,8 @@ class CCKD(Paper):
             orders = {col: stat(cell, pair) for col, cell in self.columns({"orders_from_setting": True}).items()}
             if len(orders) > 1:
                 low, high = next(iter(orders)), next(reversed(orders))
-                claim = compare(f"a higher Taylor order P helps ({high} vs {low}, {where})", orders[high], orders[low])
-                claim.evidence = ", ".join(f"{k}: {v.text()}" for k, v in orders.items())
-                out.append(claim)
+                out.append(compare(f"a higher Taylor order P helps ({high} vs {low}, {where})", orders[high], orders[low],
+                                   evidence=", ".join(f"{k}: {v.text()}" for k, v in orders.items())))
             samplers = {col: stat(cell, pair) for col, cell in self.columns({"samplers_from_setting": True}).items()}
             random = samplers.pop("Random")
             for col, s in samplers.items():

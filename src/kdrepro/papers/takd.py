@@ -107,10 +107,9 @@ class TAKD(Paper):
                 by_length.setdefault(len(chain) - 2, []).extend(stat(chain, dataset).values)
             means = {k: sum(v) / len(v) for k, v in sorted(by_length.items()) if v}
             direct, longest = stat([paths["teacher"], paths["student"]], dataset), stat([paths["teacher"], *paths["assistants"], paths["student"]], dataset)
-            claim = compare(f"longer distillation paths help: the longest path beats the direct one ({dataset})", longest, direct)
-            claim.evidence = ("mean student accuracy by number of TAs: " + ", ".join(f"{k}: {m:.2f}" for k, m in means.items())
-                              + f"; longest path {longest.text()} vs direct {direct.text()}")
-            out.append(claim)
+            out.append(compare(f"longer distillation paths help: the longest path beats the direct one ({dataset})", longest, direct,
+                               evidence="mean student accuracy by number of TAs: " + ", ".join(f"{k}: {m:.2f}" for k, m in means.items())
+                               + f"; longest path {longest.text()} vs direct {direct.text()}"))
         return out
 
 

@@ -139,9 +139,10 @@ def missing(statement: str, evidence: str, paper: PaperEffect | None) -> Claim:
 
 # -- the three kinds of claim ----------------------------------------------------------------------
 
-def compare(statement: str, better: Stat, other: Stat, paper: PaperEffect | None = None) -> Claim:
-    """The claim that `better` is more accurate than `other`: the paired differences' mean and 95% t interval."""
-    evidence = f"{better.text()} (n={better.n}) vs {other.text()} (n={other.n})"
+def compare(statement: str, better: Stat, other: Stat, paper: PaperEffect | None = None, evidence: str = "") -> Claim:
+    """The claim that `better` is more accurate than `other`: the paired differences' mean and 95% t interval
+    (`evidence`: what the report shows beside it; by default both cells' summaries)."""
+    evidence = evidence or f"{better.text()} (n={better.n}) vs {other.text()} (n={other.n})"
     if not better.values or not other.values:
         return missing(statement, evidence, paper)
     columns, notes = paired({"better": better, "other": other})
@@ -224,6 +225,11 @@ def judged(papers: Mapping[str, ClaimsSource], registry: Registry) -> list[tuple
     return [(registry.experiments[name]["paper"], paper.claims()) for name, paper in papers.items()]
 
 
+def claims_inputs(papers: Mapping[str, ClaimsSource]) -> list[str]:
+    """The files the papers' claims read besides their runs' metrics."""
+    return [file for paper in papers.values() for file in paper.claims_inputs()]
+
+
 def short_title(title: str) -> str:
     return title.split(",")[0]
 
@@ -249,8 +255,7 @@ def claims_target(registry: Registry, papers: Mapping[str, ClaimsSource], figure
                       f"| {c.n} | {c.test_images or '–'} | {c.evidence} |" for c in claims]
         save_text("\n".join(lines) + "\n", path)
 
-    inputs = [file for paper in papers.values() for file in paper.claims_inputs()]
-    return Target("claims", "all", "claims", sorted(registry.runs), [str(path)], render, inputs)
+    return Target("claims", "all", "claims", sorted(registry.runs), [str(path)], render, claims_inputs(papers))
 
 
 VERDICT_COLOURS = {"reproduced": "tab:green", "equivalent": "tab:green", "contradicted": "tab:red",
@@ -296,8 +301,7 @@ def claims_figure_target(registry: Registry, papers: Mapping[str, ClaimsSource],
         write_table(TableContent(frame, title + ". " + LEGEND), data_base)
 
     outputs = [str(png), str(pdf)] + [str(data_base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
-    inputs = [file for paper in papers.values() for file in paper.claims_inputs()]
-    return Target(name, "all", "figure", sorted(registry.runs), outputs, render, inputs)
+    return Target(name, "all", "figure", sorted(registry.runs), outputs, render, claims_inputs(papers))
 
 
 def forest(ax, frame: pd.DataFrame) -> None:
