@@ -323,6 +323,7 @@ def test_smoke_run_of_the_cckd_targets(smoke_dag):
     for claim in ("CC+KD beats KD alone", "Gaussian RBF kernel beats bilinear and MMD", "higher Taylor order P helps",
                   "CUR k=32 batches beat random batches", "SUR batches beat random batches"):
         assert claim in claims
-    line = next(x for x in claims.splitlines() if "CC+KD beats KD alone" in x)
-    assert "inconclusive" not in line
+    line = next(x for x in claims.splitlines() if "CC+KD beats KD alone" in x and "(n=" in x)  # its detailed line
+    # judged on the runs, and the smoke setting's one seed decides nothing
+    assert "missing runs" not in line and line.split(" | ")[1].startswith("inconclusive: ")
     assert json.loads((wd / "results/smoke/setting.json").read_text())["cckd"]["orders"] == [1, 2]

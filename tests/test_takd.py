@@ -108,7 +108,7 @@ def test_hyper_search_registers_a_search_per_kd_link_and_the_captions_say_so(tmp
     assert longest.after == ["takd_fashion_mnist_plane10_plane8", "takd_fashion_mnist_plane10_plane8_plane6",
                              "takd_fashion_mnist_plane10_plane8_plane6_plane4"]
     assert longest.readers == ["takd_paths"]  # and every setting-wide target (claims, runs)
-    assert searches["takd_fashion_mnist_plane10_plane4_plane2"].readers == ["takd_paths", "takd_table1", "takd_table2"]
+    assert searches["takd_fashion_mnist_plane10_plane4_plane2"].readers == ["takd_fig4", "takd_paths", "takd_table1", "takd_table2"]
     # nothing is searched yet: the targets read the scratch runs only, which are today's
     takd_runs = {r for t in registry.targets.values() if t.paper == "takd" for r in t.runs}
     assert takd_runs and all(len(registry.runs[r].nodes) == 1 for r in takd_runs) and takd_runs <= set(fixed.runs)
@@ -261,3 +261,26 @@ def test_smoke_run_of_the_takd_targets(smoke_dag):
     assert pd.read_csv(tables / "takd_fig4.csv").ta_mean.between(0, 100).all()  # every TA of Tables 2 and 3 trained
     claims = (wd / "results/smoke/claims.md").read_text()
     assert "TAKD beats BLKD" in claims and "longer distillation paths" in claims
+
+
+def test_the_ranking_claims_resample_seeds_and_read_the_ta_the_student_learns_from(tmp_path, monkeypatch):
+    """Fabricated runs on three seeds: the largest teacher's student is the worst (its claim reproduces); the TA
+    nearest the teacher/student accuracy midpoint is TA=4 when a TA's accuracy is that of the distilled TA
+    (plane10-plane4), which also teaches the best student, while the size midpoint picks TA=6. A scratch plane4 far
+    from the midpoint would point at another TA: the claim must not read it."""
+    monkeypatch.chdir(tmp_path)
+    registry, papers = assemble(setting("smoke", seeds=[0, 1, 2]))
+    accuracy = {"plane10": 80.0, "plane2": 60.0, "plane10-plane8": 78.0, "plane10-plane6": 76.0, "plane10-plane4": 71.0,
+                "plane4": 50.0, "plane10-plane4-plane2": 66.0, "plane10-plane2": 55.0}
+    for run in registry.runs:
+        if run.startswith("takd/fashion_mnist/plane"):
+            chain, seed = run.split("/")[2], int(run.rsplit("/s", 1)[1])
+            registry.run_dir(run).mkdir(parents=True)
+            (registry.run_dir(run) / "metrics.json").write_text(json.dumps({"best_test_acc": accuracy.get(chain, 62.0) + 0.3 * seed}))
+    claims = {c.statement: c for c in papers["takd"].claims()}
+    largest = claims["the largest teacher is not the best teacher (plain CNN, S=plane2, fashion_mnist)"]
+    assert largest.verdict == "reproduced" and largest.effect.kind == "ranking" and largest.effect.estimate == 1.0 and largest.n == 3
+    midpoint = claims["the best TA sits near the accuracy midpoint, not the size midpoint (CNN, fashion_mnist)"]
+    assert midpoint.verdict == "reproduced" and "the TA nearest the accuracy midpoint is TA=4" in midpoint.evidence
+    resnet = claims["the largest teacher is not the best teacher (ResNet, S=resnet8, fashion_mnist)"]
+    assert resnet.verdict == "inconclusive: missing runs"  # no ResNet run was fabricated

@@ -1,6 +1,7 @@
 """Tf-KD: its losses against hand computations, its models against the official code's sizes, the
 warm-up, the rotation, the De-KD snapshots and the run templates of the paper module."""
 
+import json
 import math
 
 import pandas as pd
@@ -296,3 +297,33 @@ def test_smoke_run_of_the_tfkd_targets(smoke_dag):
         assert (wd / f"figures/smoke/{fig}.png").stat().st_size > 10_000
     claims = (wd / "results/smoke/claims.md").read_text()
     assert "Re-KD improves the teacher" in claims and "Tf-KD_reg beats LSR" in claims
+
+
+def test_the_poorly_trained_teacher_claim_takes_the_earliest_snapshot_above_chance_not_the_initialisation(tmp_path, monkeypatch):
+    """The paper's poorly trained teacher had trained one epoch (15.48% on CIFAR-100); the claim reads the earliest
+    snapshot of the De-KD figure strictly between the initialisation and the last epoch whose accuracy is above
+    chance (here epoch 2 of 10 is still at chance on 256 test images, epoch 5 is not)."""
+    monkeypatch.chdir(tmp_path)
+    config = setting("smoke", seeds=[0, 1, 2])
+    config["tfkd"]["epochs"] = 10  # the figure's reference epochs 0, 1, 10, 50, 100, 200 -> 0, 0, 0, 2, 5, 10
+    registry, papers = assemble(config)
+    tfkd = papers["tfkd"]
+    write = lambda run, **metrics: (registry.run_dir(run).mkdir(parents=True, exist_ok=True),  # noqa: E731
+                                    (registry.run_dir(run) / "metrics.json").write_text(json.dumps(metrics)))
+    teachers = tfkd.runs("scratch:resnet18", "fashion_mnist")
+    for run in teachers:
+        write(run, best_test_acc=80.0, snapshot_test_acc={"0": 10.0, "2": 12.0, "5": 40.0, "10": 80.0})
+    for run, acc in zip(tfkd.runs("scratch:mobilenetv2", "fashion_mnist"), (60.0, 61.0, 62.0)):
+        write(run, best_test_acc=acc)
+    for run, acc in zip(tfkd.runs("dekd:resnet18@100>mobilenetv2", "fashion_mnist"), (63.0, 64.5, 65.0)):
+        write(run, best_test_acc=acc)
+    claim = tfkd.poorly_trained_teacher_claim("fashion_mnist")
+    assert "teacher after epoch 5 of 10, at 40.00 ± 0.00" in claim.statement
+    assert claim.verdict == "reproduced" and claim.n == 3 and claim.effect.estimate == pytest.approx((3.0 + 3.5 + 3.0) / 3)
+    assert claim.paper.value == pytest.approx(70.65 - 68.38) and claim.paper.where == "cifar100"
+    # no snapshot between the initialisation and the last epoch above chance: inconclusive, with the reason
+    for run in teachers:
+        write(run, best_test_acc=80.0, snapshot_test_acc={"0": 10.0, "2": 12.0, "5": 13.0, "10": 80.0})
+    claim = tfkd.poorly_trained_teacher_claim("fashion_mnist")
+    assert claim.verdict.startswith("inconclusive: no snapshot of the teacher between its initialisation and its last epoch")
+    assert "epoch 2: 12.00 ± 0.00, epoch 5: 13.00 ± 0.00" in claim.evidence

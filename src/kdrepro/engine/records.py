@@ -61,6 +61,13 @@ def summarise(spec, state, frozen_acc, models, data, setting, device) -> dict[st
     return metrics
 
 
+def chance_level(num_classes: int, n_test: int) -> tuple[float, float]:
+    """Chance accuracy (%) and the margin above it (CHANCE_STANDARD_ERRORS binomial standard errors on n_test
+    images) within which an accuracy is indistinguishable from guessing."""
+    p = 1 / num_classes
+    return 100 * p, CHANCE_STANDARD_ERRORS * 100 * math.sqrt(p * (1 - p) / n_test)
+
+
 def training_problem(spec: RunSpec, rows: list[dict[str, Any]], num_classes: int, n_test: int) -> str | None:
     """Why a finished run did not train, or None: its mean loss grew LOSS_GROWTH-fold or more over its
     lowest of an earlier epoch (diverged; a loss that exploded in the first epoch leaves the accuracy at
@@ -73,8 +80,7 @@ def training_problem(spec: RunSpec, rows: list[dict[str, Any]], num_classes: int
             return f"its loss grew from {lowest:.3g} to {losses[i]:.3g} at epoch {rows[i]['epoch']} (diverged)"
     if not any(e.source == LABELS and e.target == spec.eval_node for e in spec.edges):
         return None
-    p = 1 / num_classes
-    chance, margin = 100 * p, CHANCE_STANDARD_ERRORS * 100 * math.sqrt(p * (1 - p) / n_test)
+    chance, margin = chance_level(num_classes, n_test)
     best = max(row[f"test_acc[{spec.eval_node}]"] for row in rows)
     if best > chance + margin:
         return None

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from kdrepro.experiments import Registry, Runs, Target
 from kdrepro.graph import Data, RunSpec, SpecError
 from kdrepro.models import list_models, model_info
-from kdrepro.report.claims import Claim
+from kdrepro.report.claims import Claim, PaperEffect
 from kdrepro.report.figures import figure_target
 from kdrepro.report.results import Results, Stat
 from kdrepro.report.tables import table_target
@@ -144,6 +144,20 @@ class Paper:
     def claims(self) -> list[Claim]:
         """The paper's qualitative claims, each judged on every dataset of the setting."""
         raise NotImplementedError
+
+    def published_gap(self, table: str, better: tuple[str, str], other: tuple[str, str]) -> PaperEffect | None:
+        """The paper's own `better` minus `other` in one of its tables (config/paper_values/<paper>.yaml, keyed
+        "row/dataset" -> column -> [value, tag]), each side a (row, column), on the first of the paper's datasets
+        that gives both; None where the paper gives no such pair."""
+        rows = self.paper_values.get(table, {})
+        for key, cells in rows.items():
+            row, _, dataset = key.rpartition("/")
+            if row != better[0]:
+                continue
+            mine, theirs = cells.get(better[1]), rows.get(f"{other[0]}/{dataset}", {}).get(other[1])
+            if mine and theirs and mine[0] is not None and theirs[0] is not None:
+                return PaperEffect(round(mine[0] - theirs[0], 4), dataset)
+        return None
 
     def claims_inputs(self) -> list[str]:
         """Files the claims read besides the runs' metrics (another target's outputs)."""

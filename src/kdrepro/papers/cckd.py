@@ -16,7 +16,7 @@ from kdrepro.experiments import Registry, Target, num_classes
 from kdrepro.graph import LABELS, Edge, RunSpec
 from kdrepro.papers.base import Paper
 from kdrepro.papers.takd import TAKD, run_name as takd_run_name
-from kdrepro.report.claims import Claim, compare, verdict
+from kdrepro.report.claims import Claim, compare, ranking
 
 METHODS = ("scratch", "kd", "hint", "cc", "cc_repdistiller")
 
@@ -121,21 +121,16 @@ class CCKD(Paper):
                 out.append(compare(f"CC+KD beats KD alone ({where})", stat({"method": "cc"}, pair), stat({"method": "kd"}, pair)))
             pair, where = pairs[0], f"{pair_label(pairs[0])}, {dataset}"
             kernels = {col: stat(cell, pair) for col, cell in self.experiment["tables"]["cckd_ablation_kernel"]["cells"].items()}
-            rbf = kernels.pop("Gaussian RBF")
-            rival = max(kernels, key=lambda k: kernels[k].mean)
-            out.append(Claim(
-                f"the Gaussian RBF kernel beats bilinear and MMD ({where})",
-                verdict(rbf.mean > kernels[rival].mean, rbf, kernels[rival]),
-                f"RBF {rbf.text()} (n={rbf.n}); " + "; ".join(f"{k} {v.text()}" for k, v in kernels.items()),
+            out.append(ranking(
+                f"the Gaussian RBF kernel beats bilinear and MMD ({where})", kernels,
+                lambda means: means["Gaussian RBF"] > max(m for k, m in means.items() if k != "Gaussian RBF"),
+                "; ".join(f"{k} {v.text()} (n={v.n})" for k, v in kernels.items()),
             ))
             orders = {col: stat(cell, pair) for col, cell in self.columns({"orders_from_setting": True}).items()}
             if len(orders) > 1:
                 low, high = next(iter(orders)), next(reversed(orders))
-                out.append(Claim(
-                    f"a higher Taylor order P helps ({high} vs {low}, {where})",
-                    verdict(orders[high].mean > orders[low].mean, orders[high], orders[low]),
-                    ", ".join(f"{k}: {v.text()}" for k, v in orders.items()),
-                ))
+                out.append(compare(f"a higher Taylor order P helps ({high} vs {low}, {where})", orders[high], orders[low],
+                                   evidence=", ".join(f"{k}: {v.text()}" for k, v in orders.items())))
             samplers = {col: stat(cell, pair) for col, cell in self.columns({"samplers_from_setting": True}).items()}
             random = samplers.pop("Random")
             for col, s in samplers.items():

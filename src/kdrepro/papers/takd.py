@@ -21,8 +21,9 @@ from kdrepro.experiments import Registry, Search, Target, num_classes
 from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.models import model_info
 from kdrepro.papers.base import Paper
-from kdrepro.report.claims import Claim, compare, verdict
-from kdrepro.report.figures import errorbar, figure_kind
+from kdrepro.report.claims import Claim, compare, ranking
+from kdrepro.report.figures import errorbar, figure_kind, hatch_not_trained
+from kdrepro.report.results import Stat
 from kdrepro.search import Hyper, HyperSpace, SearchDef, SearchError, load_best
 
 
@@ -185,17 +186,17 @@ class TAKD(Paper):
         out: list[Claim] = []
         for dataset in self.config["datasets"]:
             for row in experiment["tables"]["takd_table1"]["rows"]:
-                cells = row["cells"]
-                out.append(compare(f"BLKD beats NOKD ({row['model']}, {dataset})", stat(cells["BLKD"], dataset), stat(cells["NOKD"], dataset)))
-                out.append(compare(f"TAKD beats BLKD ({row['model']}, {dataset})", stat(cells["TAKD"], dataset), stat(cells["BLKD"], dataset)))
+                cells, model = row["cells"], row["model"]
+                for better, other in (("BLKD", "NOKD"), ("TAKD", "BLKD")):
+                    out.append(compare(f"{better} beats {other} ({model}, {dataset})", stat(cells[better], dataset), stat(cells[other], dataset),
+                                       self.published_gap("takd_table1", (model, better), (model, other))))
             for panel in experiment["figures"]["takd_fig2"]["panels"]:
                 students = {t: stat([t, panel["student"]], dataset) for t in panel["teachers"]}
-                best = max(students, key=lambda t: students[t].mean)
                 largest = panel["teachers"][-1]
-                out.append(Claim(
-                    f"the largest teacher is not the best teacher ({panel['label']}, {dataset})",
-                    verdict(best != largest and students[best].mean - students[largest].mean > 0, students[best], students[largest]),
-                    f"best teacher {best}: {students[best].text()}; largest {largest}: {students[largest].text()}",
+                out.append(ranking(
+                    f"the largest teacher is not the best teacher ({panel['label']}, {dataset})", students,
+                    lambda means, largest=largest: max(means, key=means.get) != largest,
+                    "student by teacher: " + ", ".join(f"{t}: {s.text()}" for t, s in students.items()),
                 ))
             for table in ("takd_table2", "takd_table3"):
                 out.append(ta_midpoint_claim(experiment["tables"][table], dataset, stat))
@@ -205,38 +206,45 @@ class TAKD(Paper):
                 by_length.setdefault(len(chain) - 2, []).extend(stat(chain, dataset).values)
             means = {k: sum(v) / len(v) for k, v in sorted(by_length.items()) if v}
             direct, longest = stat([paths["teacher"], paths["student"]], dataset), stat([paths["teacher"], *paths["assistants"], paths["student"]], dataset)
-            out.append(Claim(
-                f"longer distillation paths help ({dataset})",
-                verdict(longest.mean > direct.mean, longest, direct),
-                "mean student accuracy by number of TAs: " + ", ".join(f"{k}: {m:.2f}" for k, m in means.items())
-                + f"; longest path {longest.text()} vs direct {direct.text()}",
-            ))
+            out.append(compare(f"longer distillation paths help: the longest path beats the direct one ({dataset})", longest, direct,
+                               evidence="mean student accuracy by number of TAs: " + ", ".join(f"{k}: {m:.2f}" for k, m in means.items())
+                               + f"; longest path {longest.text()} vs direct {direct.text()}"))
         return out
 
 
 def ta_midpoint_claim(table: dict[str, Any], dataset: str, stat) -> Claim:
-    """The best TA is the one whose own accuracy lies nearest the teacher/student accuracy midpoint."""
+    """The best TA is the one whose own accuracy lies nearest the teacher/student accuracy midpoint (and that
+    is not the TA nearest the size midpoint): how often, over bootstrap resamples of the seeds, the TA whose
+    distilled student is best is the one the resampled accuracies put nearest the accuracy midpoint."""
     cells = table["rows"][0]["cells"]
     chains_by_ta = {col: tpl.split("-") for col, tpl in cells.items()}
     teacher, student = next(iter(chains_by_ta.values()))[0], next(iter(chains_by_ta.values()))[-1]
-    acc_mid = (stat(teacher, dataset).mean + stat(student, dataset).mean) / 2
     size_mid = (model_info(teacher)["depth"] + model_info(student)["depth"]) / 2
-    ta_acc = {col: stat(chain[1], dataset).mean for col, chain in chains_by_ta.items()}
     ta_size = {col: model_info(chain[1])["depth"] for col, chain in chains_by_ta.items()}
-    students = {col: stat(tpl, dataset) for col, tpl in cells.items()}
-    best = max(students, key=lambda c: students[c].mean)
-    by_acc = min(ta_acc, key=lambda c: abs(ta_acc[c] - acc_mid))
     by_size = min(ta_size, key=lambda c: abs(ta_size[c] - size_mid))
-    if by_acc == by_size:
-        judged = "inconclusive: the accuracy and the size midpoint pick the same TA"
-    else:
-        judged = verdict(best == by_acc, students[best], students[by_size])
-    return Claim(
-        f"the best TA sits near the accuracy midpoint, not the size midpoint ({table['rows'][0]['model']}, {dataset})",
-        judged,
-        f"best TA {best} ({students[best].text()}); TA nearest the accuracy midpoint {acc_mid:.2f}: {by_acc}; "
-        f"nearest the size midpoint {size_mid:g}: {by_size} ({students[by_size].text()})",
+    stats = {"teacher": stat(teacher, dataset), "student": stat(student, dataset)}
+    # a TA's accuracy is that of the TA the student learns from: the TA distilled from the teacher
+    stats |= {f"TA {col}": stat("-".join(chain[:2]), dataset) for col, chain in chains_by_ta.items()}
+    stats |= {f"student {col}": stat(tpl, dataset) for col, tpl in cells.items()}
+
+    def nearest_accuracy_midpoint(means: dict[str, float]) -> str:
+        middle = (means["teacher"] + means["student"]) / 2
+        return min(cells, key=lambda c: abs(means[f"TA {c}"] - middle))
+
+    def holds(means: dict[str, float]) -> bool:
+        best = max(cells, key=lambda c: means[f"student {c}"])
+        return best == nearest_accuracy_midpoint(means) != by_size
+
+    means = {name: s.mean for name, s in stats.items()}
+    by_acc = nearest_accuracy_midpoint(means) if all(s.values for s in stats.values()) else "–"
+    claim = ranking(
+        f"the best TA sits near the accuracy midpoint, not the size midpoint ({table['rows'][0]['model']}, {dataset})", stats, holds,
+        "students by TA: " + ", ".join(f"{c}: {stats['student ' + c].text()}" for c in cells) + "; on the means the TA nearest the "
+        f"accuracy midpoint is {by_acc}, nearest the size midpoint {size_mid:g}: {by_size}",
     )
+    if by_acc == by_size:  # the two readings agree here: the claim cannot tell them apart
+        claim.verdict = "inconclusive: the accuracy and the size midpoint pick the same TA"
+    return claim
 
 
 # -- figure kinds ------------------------------------------------------------------------------------
@@ -258,14 +266,15 @@ def teacher_size(ax, panel, stat) -> list[dict[str, Any]]:
 @figure_kind("student_size", lambda p: [[p["teacher"], s] for s in p["students"]] + [[s] for s in p["students"]])
 def student_size(ax, panel, stat) -> list[dict[str, Any]]:
     """Percentage gain of the distilled student over the same student trained from scratch."""
-    rows = []
+    rows, flagged = [], []
     for s in panel["students"]:
         distilled, scratch = stat([panel["teacher"], s]), stat([s])
         gains = [100 * (d - c) / c for d, c in zip(distilled.values, scratch.values)]  # paired by seed
         rows.append({"student": s, "gain_mean": sum(gains) / len(gains) if gains else float("nan"),
                      "gain_min": min(gains, default=float("nan")), "gain_max": max(gains, default=float("nan")), "n": len(gains)})
+        flagged.append(Stat([], not_trained={**distilled.not_trained, **scratch.not_trained}))
     frame = pd.DataFrame(rows)
-    ax.bar(frame["student"], frame["gain_mean"], color="tab:blue")
+    hatch_not_trained(ax, ax.bar(frame["student"], frame["gain_mean"], color="tab:blue"), flagged)
     ax.errorbar(frame["student"], frame["gain_mean"], yerr=[frame["gain_mean"] - frame["gain_min"], frame["gain_max"] - frame["gain_mean"]],
                 fmt="none", ecolor="black", capsize=3)
     ax.axhline(0, color="grey", linewidth=0.8)
@@ -304,10 +313,12 @@ def ta_size(ax, panel, stat) -> list[dict[str, Any]]:
 @figure_kind("paths", lambda p: p["chains"])
 def paths(ax, panel, stat) -> list[dict[str, Any]]:
     """The student's accuracy for every distillation path, sorted by the number of assistants."""
-    rows = [{"path": " → ".join(chain), "assistants": len(chain) - 2, "mean": (s := stat(chain)).mean, "std": s.std, "n": s.n, "ours": s.text()}
-            for chain in panel["chains"]]
+    stats = [stat(chain) for chain in panel["chains"]]
+    rows = [{"path": " → ".join(chain), "assistants": len(chain) - 2, "mean": s.mean, "std": s.std, "n": s.n, "ours": s.text()}
+            for chain, s in zip(panel["chains"], stats)]
     frame = pd.DataFrame(rows)
-    ax.barh(frame["path"], frame["mean"], xerr=frame["std"].fillna(0), color=[f"C{k}" for k in frame["assistants"]], capsize=3)
+    bars = ax.barh(frame["path"], frame["mean"], xerr=frame["std"].fillna(0), color=[f"C{k}" for k in frame["assistants"]], capsize=3)
+    hatch_not_trained(ax, bars, stats)
     ax.invert_yaxis()
     low = frame["mean"].min() - 3 * max(frame["std"].fillna(0).max(), 0.5)
     ax.set_xlim(left=max(low, 0))

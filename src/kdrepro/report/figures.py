@@ -16,7 +16,7 @@ import pandas as pd  # noqa: E402
 
 from kdrepro.experiments import Registry, Target, run_of  # noqa: E402
 from kdrepro.io import atomic_write  # noqa: E402
-from kdrepro.report.results import Stat  # noqa: E402
+from kdrepro.report.results import NOT_TRAINED_MARK, Stat, not_trained_note  # noqa: E402
 from kdrepro.report.tables import RunTemplates, TableContent, caption, write_table  # noqa: E402
 
 # kind -> (chains the figure reads per panel, function drawing one panel and returning its data rows)
@@ -32,9 +32,33 @@ def figure_kind(name: str, chains: Callable[[dict], list[list[str]]]):
     return decorator
 
 
+NOT_TRAINED_LABEL = f"{NOT_TRAINED_MARK} includes a run that did not train"
+
+
 def errorbar(ax, xs, stats: list[Stat], **style) -> None:
-    """Means over seeds with their std as error bars (none for a single seed)."""
+    """Means over seeds with their std as error bars (none for a single seed), marking any that include a run
+    that did not train."""
     ax.errorbar(xs, [s.mean for s in stats], yerr=[0 if s.n < 2 else s.std for s in stats], capsize=3, marker="o", **style)
+    mark_not_trained(ax, xs, [s.mean for s in stats], stats)
+
+
+def mark_not_trained(ax, xs, ys, stats: list[Stat]) -> None:
+    """Circles in red each point whose stat includes a run that did not train, with one legend entry per panel."""
+    flagged = [(x, y) for x, y, s in zip(xs, ys, stats) if s.not_trained]
+    if flagged:
+        labelled = NOT_TRAINED_LABEL in ax.get_legend_handles_labels()[1]
+        ax.scatter(*zip(*flagged), s=160, facecolors="none", edgecolors="red", linewidths=1.6, zorder=5,
+                   label=None if labelled else NOT_TRAINED_LABEL)
+
+
+def hatch_not_trained(ax, bars, stats: list[Stat]) -> None:
+    """Hatches in red each bar whose stat includes a run that did not train, with one legend entry per panel."""
+    for bar, stat in zip(bars, stats):
+        if stat.not_trained:
+            bar.set_hatch("//")
+            bar.set_edgecolor("red")
+            if NOT_TRAINED_LABEL not in ax.get_legend_handles_labels()[1]:
+                bar.set_label(NOT_TRAINED_LABEL)
 
 
 class PanelData:
@@ -77,8 +101,11 @@ def figure_target(registry: Registry, name: str, decl: dict[str, Any], templates
                 ax.grid(alpha=0.3)
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize=8)
-        text = caption(registry, decl["title"], decl.get("caption", ""), results)
+        note = not_trained_note(registry, runs)
+        text = caption(registry, decl["title"], " ".join(filter(None, [decl.get("caption", ""), note])), results)
         heading = [decl["title"], f"setting {registry.setting}: {registry.config.get('description', '')}"]
+        if note:  # the runs and reasons are in the caption of the figure's numbers; the figure says where
+            heading.append(f"{NOT_TRAINED_MARK} red circles: a run that did not train, named with the reason in {data_base.with_suffix('.md')}")
         width = int(13 * fig.get_figwidth())  # characters of 9-point text that fit across the figure
         fig.suptitle("\n".join(textwrap.fill(line, width) for line in heading), fontsize=9)
         fig.tight_layout()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from kdrepro.experiments import SNAPSHOT, Registry
+from kdrepro.data import dataset_meta
+from kdrepro.experiments import SNAPSHOT, Registry, run_of
+from kdrepro.graph import Data
 
 # The accuracy each reporting protocol reads from metrics.json, and how captions name it.
 REPORT_KEYS = {
@@ -20,10 +22,25 @@ REPORT_KEYS = {
 }
 
 
+NOT_TRAINED_MARK = "†"  # beside a number that includes a run that did not train (metrics.json `trained: false`)
+
+
 @dataclass
 class Stat:
+    """A template's runs over seeds: their accuracies, and what the claims need to pair and weigh them."""
+
     values: list[float]
     missing: int = 0
+    seeds: list[int] | None = None  # the seed of each value (None: the values' positions stand for them)
+    runs: list[str] = field(default_factory=list)  # the run behind each value, where known
+    not_trained: dict[str, str] = field(default_factory=dict)  # run -> why it did not train (its value is in `values`)
+    test_images: int | None = None  # the size of the test set the values were measured on
+
+    def by_seed(self) -> dict[int, float]:
+        """The values of the runs that trained, by seed (what a claim may count as evidence)."""
+        seeds = self.seeds if self.seeds is not None else list(range(self.n))
+        runs = self.runs or [""] * self.n
+        return {seed: value for seed, run, value in zip(seeds, runs, self.values) if run not in self.not_trained}
 
     @property
     def n(self) -> int:
@@ -40,7 +57,36 @@ class Stat:
     def text(self) -> str:
         if not self.values:
             return "missing"
-        return f"{self.mean:.2f} ± {self.std:.2f}" if self.n > 1 else f"{self.mean:.2f}"
+        mark = NOT_TRAINED_MARK if self.not_trained else ""
+        return (f"{self.mean:.2f} ± {self.std:.2f}" if self.n > 1 else f"{self.mean:.2f}") + mark
+
+
+def read_metrics(registry: Registry, run: str) -> dict[str, Any] | None:
+    """A finished run's metrics.json, or None while it has not finished."""
+    path = registry.run_dir(run) / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def not_trained_because(registry: Registry, run: str) -> str | None:
+    """Why a finished run did not train (its metrics say `trained: false`), or None."""
+    metrics = read_metrics(registry, run) or {}
+    return None if metrics.get("trained", True) else metrics.get("not_trained_because", "no reason recorded")
+
+
+def not_trained_note(registry: Registry, refs: list[str]) -> str:
+    """The caption sentence naming the runs among `refs` that did not train and why ("" when none); a snapshot
+    reference ("run@epochN", a deliberately early model) is not judged."""
+    runs = sorted({ref for ref in refs if SNAPSHOT not in ref})
+    reasons = [f"{run} ({why})" for run in runs if (why := not_trained_because(registry, run))]
+    if not reasons:
+        return ""
+    return f"{NOT_TRAINED_MARK} includes a run that did not train (excluded from every claim): " + "; ".join(reasons) + "."
+
+
+def test_images(data: Data) -> int | None:
+    """The number of test images a run is measured on: its test subset, else the dataset's test split."""
+    meta = dataset_meta(data.dataset, data.root)
+    return data.test_subset or (meta.test if meta else None)
 
 
 class Results:
@@ -55,8 +101,7 @@ class Results:
         self.seeds = registry.seeds(paper)
 
     def metrics(self, run: str) -> dict[str, Any] | None:
-        path = self.registry.run_dir(run) / "metrics.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_metrics(self.registry, run)
 
     def accuracy(self, ref: str) -> float | None:
         """A run's accuracy under the protocol, or, for "run@epochN", the test accuracy of its epoch-N snapshot."""
@@ -70,9 +115,14 @@ class Results:
             raise KeyError(f"run {run} has no {self.key}: the {self.report} protocol needs a validation split (data.validation > 0)")
         return metrics[self.key]
 
-    def stat(self, runs: list[str]) -> Stat:
-        values = [v for v in (self.accuracy(r) for r in runs) if v is not None]
-        return Stat(values, missing=len(runs) - len(values))
+    def stat(self, refs: list[str]) -> Stat:
+        """The references' accuracies with their seeds and test-set size, and the runs among them that did not
+        train (a snapshot reference, "run@epochN", is read as the deliberately early model it is: never flagged)."""
+        found = [(ref, v) for ref, v in ((ref, self.accuracy(ref)) for ref in refs) if v is not None]
+        specs = [self.registry.spec(run_of(ref)) for ref, _ in found]
+        not_trained = {ref: why for ref, _ in found if SNAPSHOT not in ref and (why := not_trained_because(self.registry, ref))}
+        return Stat([v for _, v in found], missing=len(refs) - len(found), seeds=[spec.seed for spec in specs],
+                    runs=[ref for ref, _ in found], not_trained=not_trained, test_images=test_images(specs[0].data) if specs else None)
 
     def curves(self, runs: list[str]) -> pd.DataFrame:
         """Test accuracy of each run's reported node after every epoch: one column per finished run."""

@@ -9,7 +9,7 @@ import pandas as pd
 
 from kdrepro.experiments import Registry, Target, run_of
 from kdrepro.io import save_text
-from kdrepro.report.results import Results
+from kdrepro.report.results import Results, not_trained_note
 
 
 class RunTemplates(Protocol):
@@ -58,11 +58,14 @@ def not_run(registry: Registry, paper: str, dataset: str, datasets: list[str], d
 
 
 def frame_table(registry: Registry, name: str, paper: str, runs: list[str], content: Callable[[], TableContent]) -> Target:
-    """A table target whose frame the paper lays out itself: `content()` reads the runs when it renders."""
+    """A table target whose frame the paper lays out itself: `content()` reads the runs when it renders. A cell
+    that includes a run that did not train carries a mark (Stat.text), which the caption explains."""
     base = registry.results_dir / "tables" / name
 
     def render() -> None:
-        write_table(content(), base)
+        frame, text, shown = content()
+        note = not_trained_note(registry, runs)
+        write_table(TableContent(frame, f"{text} {note}" if note else text, shown), base)
 
     outputs = [str(base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
     return Target(name, paper, "table", sorted({run_of(r) for r in runs}), outputs, render)
