@@ -11,18 +11,18 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import needs_fashion_mnist, setting
+
 from kdrepro.assemble import build_registry
-from kdrepro.data import DatasetInfo, DeviceData, Split
-from kdrepro.engine import edges
+from kdrepro.catalog import check_edge_options
+from kdrepro.data.device import DeviceData
+from kdrepro.data.sources import DatasetInfo, Split
+from kdrepro.engine import edges, train_run
 from kdrepro.engine import train as engine
-from kdrepro.engine import train_run
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec, SpecError
 from kdrepro.losses import LOSS_INFO, LOSSES
 from kdrepro.losses.correlation import correlation_matrix
-from kdrepro.losses.registry import check_options
-from kdrepro.models import create_model
+from kdrepro.models.zoo import create_model
 
 
 def unit(n=6, d=5, seed=0):
@@ -103,7 +103,7 @@ def test_repdistiller_form_and_hint_losses():
     assert got.mean().item() == pytest.approx(want.item()) == 4.0
     maps_t, maps_s = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
     assert LOSSES["hint"](maps_t, maps_s, None).mean().item() == pytest.approx(F.mse_loss(maps_s, maps_t).item(), rel=1e-6)
-    check_options(LOSSES, "loss", "cc_repdistiller", {"feat_dim": 16})  # a module factory's option is an edge option
+    check_edge_options("loss", "cc_repdistiller", {"feat_dim": 16})  # a module factory's option is an edge option
 
 
 def spec(edges, gate="through", **kw):

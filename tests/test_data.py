@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from conftest import FASHION_MNIST
-from kdrepro.data import DATASETS, DatasetError, DatasetInfo, DeviceData, Split, load_dataset, random_crop_flip, \
-    register_dataset, stratified
+from kdrepro.data import DatasetError
+from kdrepro.data.device import DeviceData, random_crop_flip, stratified
+from kdrepro.data.sources import DATASETS, DatasetInfo, Split, load_dataset, register_dataset
 
 
 def write_idx(path, array):

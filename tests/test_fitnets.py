@@ -16,10 +16,11 @@ from kdrepro.engine.optim import renormalise_
 from kdrepro.engine.train import build_models, make_optimizer
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
-from kdrepro.models import FeatureTap, create_model, model_info
+from kdrepro.catalog import model_info
 from kdrepro.models.layers import MaxoutConv2d, MaxoutLinear
-from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutNet, budget_error, count_layers, count_multiplications,
-                                   count_weights, hint_layers)
+from kdrepro.models.maxout import MaxoutNet, count_multiplications, count_weights
+from kdrepro.models.maxout_layout import ARCHS, HINT_LAYERS, Conv, FC, budget_error, count_layers, hint_layers
+from kdrepro.models.zoo import FeatureTap, create_model
 from kdrepro.papers.fitnets_runs import guided_layers, parse
 
 

@@ -12,7 +12,19 @@ from pathlib import Path
 
 from PIL import Image
 
-from kdrepro.data.sources import default_root
+from kdrepro.paths import USER_CACHE
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded as configured; the message says what to do."""
+
+
+def default_root(name: str) -> Path:
+    if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return DEBIAN_FASHION_MNIST
+    return USER_CACHE / name
 
 
 @dataclass(frozen=True)

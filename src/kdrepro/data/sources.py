@@ -17,9 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-
-class DatasetError(ValueError):
-    """A dataset cannot be loaded as configured; the message says what to do."""
+from kdrepro.data.meta import DatasetError, default_root
 
 
 @dataclass(frozen=True)
@@ -41,8 +39,6 @@ class DatasetInfo:
 Loaded = tuple[Split, Split, DatasetInfo]  # train, test, info
 Loader = Callable[[Path, bool, bool], Loaded]
 DATASETS: dict[str, Loader] = {}
-CACHE = Path.home() / ".cache" / "kdrepro"
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
@@ -53,12 +49,6 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
         return loader
 
     return add
-
-
-def default_root(name: str) -> Path:
-    if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
-        return DEBIAN_FASHION_MNIST
-    return CACHE / name
 
 
 def load_dataset(name: str, root: str | Path | None = None, download: bool = False,

@@ -13,7 +13,7 @@ import pandas as pd
 
 from kdrepro.experiments import Target, num_classes
 from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
-from kdrepro.models import model_info
+from kdrepro.catalog import model_info
 from kdrepro.papers.base import Paper
 from kdrepro.report.claims import Claim, compare, verdict
 from kdrepro.report.figures import errorbar, figure_kind
