@@ -286,7 +286,7 @@ def cmd_verify(args) -> None:
     datasets = config["datasets"] if config else []
     for name in datasets:
         try:
-            load_dataset(name, config["data"]["roots"].get(name), download=False)
+            load_dataset(name, config["data"]["roots"].get(name), download=False, cache=False)
         except DatasetError as err:
             damaged[Path(name)] = str(err)
     for problem in damaged.values():
