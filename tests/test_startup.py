@@ -96,3 +96,14 @@ def test_a_model_registered_in_this_process_is_known_with_the_catalogue(tmp_path
             "print('resnet8' in list_models(), 'mynet' in list_models())\n")
     out = run_python(code, tmp_path, home).stdout.splitlines()
     assert out == ["model 'mynet': option width must be a number, got 'wide'", "True True"]
+
+
+def test_a_process_that_registered_the_models_and_losses_checks_specs_without_the_catalogue(tmp_path):
+    """A training job (which imports the registries) validates its spec from what it registered: no child
+    process, no catalogue file, even on a machine where none was built yet."""
+    code = ("import kdrepro.losses, kdrepro.models.zoo\n"
+            "from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec\n"
+            "RunSpec(name='t/s', data=Data('fashion_mnist'), nodes=(Node('student', 'plane2', options={'width': 0.5}),),"
+            " edges=(Edge(LABELS, 'student', 'kd', options={'temperature': 4.0}),), epochs=1, seed=0)\n")
+    run_python(code, tmp_path, tmp_path)
+    assert not list(tmp_path.rglob("catalog-*.json"))

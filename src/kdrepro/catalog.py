@@ -135,13 +135,18 @@ def facts_of(kind: str) -> dict[str, Any]:
     return catalogue()[table] | REGISTERED[table]
 
 
+def registered_or_catalogued(kind: str, name: str) -> Any | None:
+    """One entry's facts; a process that registered it (a training job) does not read the catalogue."""
+    return REGISTERED[KINDS[kind]].get(name) or facts_of(kind).get(name)
+
+
 # -- models ----------------------------------------------------------------------------------------
 
 def model_facts(name: str) -> ModelFacts:
-    models = facts_of("model")
-    if name not in models:
+    facts = registered_or_catalogued("model", name)
+    if facts is None:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    return models[name]
+    return facts
 
 
 def list_models() -> list[str]:
@@ -180,10 +185,10 @@ def check_model_options(name: str, options: dict[str, Any]) -> None:
 # -- edge losses and gates -------------------------------------------------------------------------
 
 def edge_facts(kind: str, name: str) -> EdgeFacts:
-    table = facts_of(kind)
-    if name not in table:
-        raise LossError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-    return table[name]
+    facts = registered_or_catalogued(kind, name)
+    if facts is None:
+        raise LossError(f"unknown {kind} {name!r}; known: {', '.join(sorted(facts_of(kind)))}")
+    return facts
 
 
 def check_edge_options(kind: str, name: str, options: dict) -> None:
