@@ -1,6 +1,6 @@
 """Start-up of the commands that only read, before and after, interleaved so that both see the same load.
 
-    python workflow/scripts/bench_startup.py BEFORE_TREE AFTER_TREE [--repeats 3] [--paper]
+    python workflow/scripts/bench_startup.py BEFORE_TREE AFTER_TREE [--repeats 3] [--paper] [--train-spec FILE]
 
 Each tree is a checkout of the repository (e.g. `git archive <commit> | tar -x -C /tmp/before`); every
 command runs in that tree with its src/ first on PYTHONPATH. Printed per command and tree: the median wall
@@ -34,9 +34,11 @@ PAPER = {"snakemake -n (paper)": ["snakemake", "-n", "-q", "--configfile", "conf
 
 
 def timed(command: list[str], tree: Path, home: Path) -> tuple[float, float]:
+    """A training command runs in a fresh working directory (its run is not finished there yet)."""
     env = dict(os.environ, PYTHONPATH=str(tree / "src"), HOME=str(home))
+    cwd = Path(tempfile.mkdtemp(prefix="cwd-")) if command[:2] == ["kdrepro", "train"] else tree
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run(command, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -47,8 +49,12 @@ def main() -> None:
     parser.add_argument("after", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--paper", action="store_true", help="also the paper setting's dry-run (1,000+ jobs)")
+    parser.add_argument("--train-spec", type=Path, help="instead: `kdrepro train --spec-json` of this run spec (one thread)")
     args = parser.parse_args()
     commands = COMMANDS | (PAPER if args.paper else {})
+    if args.train_spec:
+        commands = {"kdrepro train --spec-json": ["kdrepro", "train", "--spec-json", args.train_spec.read_text(),
+                                                  "--setting", "bench", "--no-progress", "--threads", "1"]}
     warm = {tree: Path(tempfile.mkdtemp(prefix="home-")) for tree in (args.before, args.after)}
     for tree, home in warm.items():  # fill the warm caches
         for command in commands.values():
