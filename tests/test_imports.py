@@ -24,8 +24,8 @@ LAYERS = [
     ("kdrepro.cli",),
 ]
 # Modules that import parts of the package inside functions, on purpose: each CLI command loads only what it
-# uses; FitNets' tables build and time networks when they render, which listing runs or rendering another
-# paper's table must not pay for (torch).
+# uses; FitNets' Table 5 builds and times networks when it renders, which listing runs or rendering any
+# other target must not pay for (torch).
 LAZY = {"kdrepro.cli", "kdrepro.papers.fitnets", "kdrepro.papers.fitnets_runs"}
 
 

@@ -46,7 +46,7 @@ overhang: the FitNets' pools tile their maps exactly.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import torch
 from torch import nn
 
@@ -54,6 +54,7 @@ from kdrepro.catalog import ModelError
 from kdrepro.models.layers import MaxoutConv2d, MaxoutLinear
 from kdrepro.models.maxout_layout import (
     ARCHS,
+    DEFAULT_BUDGET,
     DEPTHS,
     FC,
     GLOBAL,
@@ -61,11 +62,10 @@ from kdrepro.models.maxout_layout import (
     INIT_RANGE,
     TEACHERS,
     Conv,
-    depth_base_width,
-    depth_layers,
     hint_layers,
+    layers_for,
 )
-from kdrepro.models.registry import register_model, scaled
+from kdrepro.models.registry import register_model
 
 class MaxoutLayer(nn.Sequential):
     def __init__(self, in_channels: int, spec: Conv):
@@ -183,10 +183,6 @@ class MaxoutNet(nn.Module):
         return self.classifier(self.classifier_dropout(self.embedding(self.features(x))))
 
 
-def _scale(layers: list[Conv | FC], width: float) -> list[Conv | FC]:
-    return [replace(s, out=scaled(s.out, width)) for s in layers]
-
-
 def make(arch: str):
     def build(num_classes: int, in_channels: int, image_size: int, width: float = 1.0, init_range: float = INIT_RANGE,
               conv_lr_scale: float = 1.0, max_kernel_norm: float | list[float] | None = None, max_col_norm: float | None = None,
@@ -195,7 +191,7 @@ def make(arch: str):
         role = "hint_layer" if arch in TEACHERS else "guided_layer"
         rules = LayerRules(conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm)
         dropout = Dropout(input_include_prob, input_scale, hidden_include_prob, hidden_scale)
-        return MaxoutNet(_scale(ARCHS[arch], width), num_classes, in_channels, image_size,
+        return MaxoutNet(layers_for(arch, in_channels, image_size, num_classes, width), num_classes, in_channels, image_size,
                          init_range=init_range, rules=rules, dropout=dropout, **{role: HINT_LAYERS[arch]})
 
     build.__doc__ = (f"FitNets {arch}: `width` scales every layer; `init_range` 0.005 = pylearn2's irange (0: PyTorch's init); "
@@ -205,11 +201,10 @@ def make(arch: str):
 
 
 def make_depth(depth: int):
-    def build(num_classes: int, in_channels: int, image_size: int, budget: float = 30e6, width: float = 1.0,
+    def build(num_classes: int, in_channels: int, image_size: int, budget: float = DEFAULT_BUDGET, width: float = 1.0,
               init_range: float = INIT_RANGE, conv_lr_scale: float = 1.0, max_kernel_norm: float | None = None,
               max_col_norm: float | None = None, softmax_max_col_norm: float | None = None) -> nn.Module:
-        base = depth_base_width(depth, budget, in_channels, image_size, num_classes)
-        layers = _scale(depth_layers(depth, base), width)
+        layers = layers_for(f"fitnet_depth{depth}", in_channels, image_size, num_classes, width, budget)
         rules = LayerRules(conv_lr_scale, max_kernel_norm, max_col_norm, softmax_max_col_norm)
         return MaxoutNet(layers, num_classes, in_channels, image_size, guided_layer=hint_layers(f"fitnet_depth{depth}"),
                          init_range=init_range, rules=rules)

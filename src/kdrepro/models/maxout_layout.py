@@ -6,9 +6,10 @@ builds the networks (its docstring gives the sources); the FitNets registry and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kdrepro.catalog import ModelError
+from kdrepro.models.width import scaled
 
 GLOBAL = -1  # pool over the whole map
 
@@ -88,6 +89,7 @@ HINT_LAYERS = {
 TEACHERS = ("maxout_teacher_cifar", "maxout_teacher_mnist")
 INIT_RANGE = 0.005  # the official YAMLs' irange (option init_range; 0 = PyTorch's default initialisation)
 DEPTHS = (3, 5, 7, 9, 11, 13)
+DEFAULT_BUDGET = 30e6  # a Fig. 3 student's multiplications, unless its `budget` option says otherwise
 STAGE_RATIO = (1, 2, 3)
 
 
@@ -116,6 +118,20 @@ def depth_base_width(depth: int, budget: float, in_channels: int, image_size: in
     closest to `budget`: the counter decides."""
     candidates = [q / 4 for q in range(4, 2049)]
     return min(candidates, key=lambda w: abs(count_layers(depth_layers(depth, w), num_classes, in_channels, image_size)[0] - budget))
+
+
+def layers_for(arch: str, in_channels: int, image_size: int, num_classes: int, width: float = 1.0,
+               budget: float = DEFAULT_BUDGET) -> list[Conv | FC]:
+    """The layers `arch` is built with for these options (kdrepro.models.maxout builds exactly these, so the
+    paper's counts of a network as trained need no network: count_layers of these)."""
+    if arch.startswith("fitnet_depth"):
+        depth = int(arch.removeprefix("fitnet_depth"))
+        layers = depth_layers(depth, depth_base_width(depth, budget, in_channels, image_size, num_classes))
+    elif arch in ARCHS:
+        layers = ARCHS[arch]
+    else:
+        raise ModelError(f"{arch!r} is not a maxout network (known: {', '.join(ARCHS)}, fitnet_depthN)")
+    return [replace(s, out=scaled(s.out, width)) for s in layers]
 
 
 # -- counting as the paper does ---------------------------------------------------------------------

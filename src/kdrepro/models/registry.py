@@ -17,6 +17,7 @@ from typing import Any, Callable
 from torch import nn
 
 from kdrepro.catalog import ModelError, ModelFacts, annotation_text, check_model_options, list_models, record
+from kdrepro.models.width import scaled  # noqa: F401  (the builders import it from here, with register_model)
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,6 @@ def fan_out_init(model: nn.Module, zero_linear_bias: bool = False) -> None:
             m.bias.data.zero_()
         elif isinstance(m, nn.Linear) and zero_linear_bias:
             m.bias.data.zero_()
-
-
-def scaled(channels: int, width: float, multiple: int = 1) -> int:
-    """`channels` times the width option, rounded to a multiple of `multiple` (groups, channel splits), at least one."""
-    return max(multiple, round(channels * width / multiple) * multiple)
 
 
 def register_model(name: str, *, family: str, depth: int):
