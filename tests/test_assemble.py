@@ -13,7 +13,7 @@ from kdrepro.experiments import Registry
 from kdrepro.graph import LABELS, Edge, Node, RunSpec
 from kdrepro.papers.base import Paper
 from kdrepro.report.claims import claims_target, compare
-from kdrepro.search import Graph
+from kdrepro.search_space import Graph
 
 
 def test_the_registry_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):

@@ -3,15 +3,23 @@
 import gzip
 import importlib.util
 import pickle
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from conftest import FASHION_MNIST
 from PIL import Image
 
-from conftest import FASHION_MNIST
-from kdrepro.data import DATASETS, DatasetError, DatasetInfo, DeviceData, Split, load_dataset, random_crop_flip, \
-    register_dataset, stratified
+from kdrepro.data import DatasetError
+from kdrepro.data.device import DeviceData, random_crop_flip, stratified
+from kdrepro.data.sources import (
+    DATASETS,
+    DatasetInfo,
+    Split,
+    load_dataset,
+    register_dataset,
+)
 
 
 def write_idx(path, array):
@@ -69,6 +77,40 @@ def test_registered_loaders_are_found(tmp_path):
 
     try:
         assert load_dataset("tiny", tmp_path)[2].name == "tiny"
+    finally:
+        del DATASETS["tiny"]
+
+
+def test_a_verified_load_is_cached_by_the_files_content_and_memory_mapped(tmp_path, monkeypatch):
+    """The loader runs once per content: again on the same files, or on a copy of them elsewhere, the tensors
+    come from the cache; a changed file is read (and verified) again; unverified loads and cache=False
+    (`kdrepro verify`) always read the files."""
+    from kdrepro.data import sources
+
+    monkeypatch.setattr(sources, "TENSORS", tmp_path / "cache")
+    calls = []
+
+    @register_dataset("tiny")
+    def tiny(root, download, verify):
+        calls.append(root)
+        value = (root / "images.bin").read_bytes()[0]
+        split = Split(torch.full((2, 1, 4, 4), value, dtype=torch.uint8), torch.tensor([0, 1]))
+        return split, split, DatasetInfo("tiny", 2, 1, 4, (0.5,), (1.0,))
+
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "a" / "images.bin").write_bytes(bytes([7]))
+        first = load_dataset("tiny", tmp_path / "a")
+        again = load_dataset("tiny", tmp_path / "a")
+        assert len(calls) == 1 and torch.equal(again[0].images, first[0].images) and again[2] == first[2]
+        shutil.copytree(tmp_path / "a", tmp_path / "b")
+        assert load_dataset("tiny", tmp_path / "b")[0].images[0, 0, 0, 0] == 7 and len(calls) == 1
+        assert len(list((tmp_path / "cache").glob("tiny-*.pt"))) == 1
+        (tmp_path / "b" / "images.bin").write_bytes(bytes([9]))
+        assert load_dataset("tiny", tmp_path / "b")[0].images[0, 0, 0, 0] == 9 and len(calls) == 2
+        load_dataset("tiny", tmp_path / "a", verify=False)
+        load_dataset("tiny", tmp_path / "a", cache=False)
+        assert len(calls) == 4
     finally:
         del DATASETS["tiny"]
 

@@ -21,7 +21,8 @@ import torch
 from conftest import FASHION_MNIST, REPO, copy_workflow, needs_fashion_mnist
 from kdrepro import cli
 from kdrepro import config as settings
-from kdrepro.data import DatasetError, dataset_meta, load_dataset
+from kdrepro.data import DatasetError, dataset_meta
+from kdrepro.data.sources import load_dataset
 from kdrepro.engine import TrainingError, WriteError, train_run
 from kdrepro.engine.checkpoint import DamagedCheckpoint, load_checkpoint
 from kdrepro.engine.records import training_problem

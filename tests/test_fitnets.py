@@ -16,10 +16,12 @@ from kdrepro.engine.optim import renormalise_
 from kdrepro.engine.train import build_models, make_optimizer
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
-from kdrepro.models import FeatureTap, create_model, model_info
+from kdrepro.catalog import model_info
 from kdrepro.models.layers import MaxoutConv2d, MaxoutLinear
-from kdrepro.models.maxout import (ARCHS, HINT_LAYERS, Conv, FC, MaxoutNet, budget_error, count_layers, count_multiplications,
-                                   count_weights, hint_layers)
+from kdrepro.models.maxout import MaxoutNet, count_multiplications, count_weights
+from kdrepro.models.maxout_layout import (ARCHS, DEFAULT_BUDGET, FC, HINT_LAYERS, Conv, budget_error, count_layers, hint_layers,
+                                          layers_for)
+from kdrepro.models.zoo import FeatureTap, create_model
 from kdrepro.papers.fitnets_runs import guided_layers, parse
 
 
@@ -63,6 +65,18 @@ def test_the_paper_architectures_count_as_published_where_the_architecture_is_ex
     assert round(count_layers(ARCHS["fitnet1"], 10, 3, 32)[0] / 1e6) == 30  # ~30M
     assert round(count_layers(ARCHS["fitnet_mnist"], 10, 1, 28)[1] / 1e3) == 36  # ~36K (the paper says ~30K)
     assert create_model("fitnet4", 10).get_submodule("embedding") is not None
+
+
+@pytest.mark.parametrize("arch", [*ARCHS, "fitnet_depth3", "fitnet_depth13"])
+@pytest.mark.parametrize("shape, width", [((3, 32), 1.0), ((1, 32), 0.5)])
+def test_the_counts_of_a_layout_are_those_of_the_network_built_from_it(arch, shape, width):
+    """layers_for is what the builders build: the paper's counts of it (no network, no torch) equal the
+    multiplications and weights counted on the built network (FitNets' tables count networks as trained)."""
+    channels, size = shape
+    options = {"width": width} | ({"budget": 5e6} if arch.startswith("fitnet_depth") else {})
+    model = create_model(arch, 10, channels, size, **options)
+    layers = layers_for(arch, channels, size, 10, width, options.get("budget", DEFAULT_BUDGET))
+    assert count_layers(layers, 10, channels, size) == (count_multiplications(model, channels, size), count_weights(model))
 
 
 # FitNets Table 5: # layers, # params, # mult (docs/protocols/fitnets.md, [SOURCE-DOC])

@@ -18,8 +18,9 @@ from kdrepro.engine.edges import edge_losses
 from kdrepro.engine.train import build_models
 from kdrepro.graph import LABELS, SpecError
 from kdrepro.losses import GATES, LOSSES
-from kdrepro.models import create_model, model_info
-from kdrepro.search import Graph, edge_names
+from kdrepro.catalog import model_info
+from kdrepro.models.zoo import create_model
+from kdrepro.search_space import Graph, edge_names
 
 # -- gates -----------------------------------------------------------------------------------------
 

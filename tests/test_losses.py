@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
+from kdrepro.catalog import check_edge_options
 from kdrepro.losses import GATES, LOSSES, LossError
-from kdrepro.losses.registry import check_options
 
 
 def softmax(xs, t=1.0):
@@ -60,7 +60,7 @@ def test_gates():
 
 def test_unknown_loss_and_option_are_named():
     with pytest.raises(LossError, match="unknown loss 'kdd'"):
-        check_options(LOSSES, "loss", "kdd", {})
+        check_edge_options("loss", "kdd", {})
     with pytest.raises(LossError, match="no option 'tau'"):
-        check_options(LOSSES, "loss", "kd", {"tau": 4})
-    check_options(LOSSES, "loss", "kd", {"temperature": 4, "class_reduction": "mean"})
+        check_edge_options("loss", "kd", {"tau": 4})
+    check_edge_options("loss", "kd", {"temperature": 4, "class_reduction": "mean"})

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from kdrepro.models import FeatureTap, ModelError, create_model, list_models, model_info
+from kdrepro.catalog import ModelError, list_models, model_info
+from kdrepro.models.zoo import FeatureTap, create_model
 
 # [COMPUTED] in docs/protocols/takd.md from the official layer lists (CIFAR-10 / CIFAR-100 heads)
 PARAMS = {

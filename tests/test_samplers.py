@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from kdrepro.data import DatasetInfo, DeviceData, Split
+from kdrepro.data.device import DeviceData
+from kdrepro.data.sources import DatasetInfo, Split
 from kdrepro.data.samplers import (
     ClassUniformSampler,
     RandomSampler,
@@ -11,8 +12,8 @@ from kdrepro.data.samplers import (
     SuperclassUniformSampler,
     kmeans,
     make_sampler,
-    sampler_tag,
 )
+from kdrepro.data.sampling import sampler_tag
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec, SpecError
 
 

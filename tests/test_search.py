@@ -123,7 +123,8 @@ def search_epochs(search) -> int:
 def test_a_killed_worker_resumes_without_losing_finished_trials(pretrained, tmp_path):
     import optuna
 
-    from kdrepro.search import GATES, sampled_choice
+    from kdrepro.search import sampled_choice
+    from kdrepro.search_space import GATES
 
     overrides = {"ktg": {"search_epochs": 3, "trials": 3}}
     root = fresh_root(pretrained, tmp_path)

@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO, needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
 from kdrepro.config import ConfigError
-from kdrepro.search import Hyper, SearchError
+from kdrepro.search_space import Hyper, SearchError
 
 SEARCH = {"trials": 2, "validation": 100}  # the takd.hyper_search of these tests
 

@@ -17,7 +17,8 @@ from kdrepro.engine import train_run
 from kdrepro.engine.optim import learning_rate
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.losses import LOSSES
-from kdrepro.models import create_model, model_info
+from kdrepro.catalog import model_info
+from kdrepro.models.zoo import create_model
 from kdrepro.papers.tfkd import Cell
 
 # [COMPUTED] with the official repository's model files (yuanli2333/Teacher-free-Knowledge-Distillation,

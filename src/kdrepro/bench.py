@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdrepro.data import DatasetInfo, DeviceData, Split, load_dataset
-from kdrepro.data.device import stratified
+from kdrepro.data.device import DeviceData, stratified
+from kdrepro.data.sources import DatasetInfo, Split, load_dataset
 from kdrepro.engine.checkpoint import load_node_weights, save_torch
 from kdrepro.engine.stack import train_stacked
 from kdrepro.engine.train import (
@@ -38,7 +38,7 @@ from kdrepro.engine.train import (
     train_run,
 )
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec
-from kdrepro.models import create_model
+from kdrepro.models.zoo import create_model
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 It reads config/ and workflow/schemas/ of the repository it is installed from (kdrepro.paths) and writes
 under the working directory's results/, as Snakemake does. Each command imports what it needs inside
-itself, so that a command starts without loading what only the others use (start-up time).
+itself, so that a command starts without loading what only the others use (start-up time): `list` and
+`status` read a cached summary of the registry (kdrepro.summary), and no command imports torch unless it
+trains, searches, verifies checkpoints, benchmarks or renders FitNets' tables (which build networks).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import yaml
 
 from kdrepro import kernels
-from kdrepro.paths import DEFAULT_SETTING
+from kdrepro.errors import CheckpointError
+from kdrepro.paths import DEFAULT_SETTING, LOCK, PREVIOUS_RESUME, RESUME
 
 DEFAULT_CONFIG = [DEFAULT_SETTING]
 PRECISIONS = ["fp32", "bf16"]
@@ -68,6 +71,15 @@ def registry_from(args, config: dict | None = None):
     from kdrepro.assemble import build_registry
 
     return build_registry(config or setting_from(args))
+
+
+def summary_from(args):
+    """The runs and targets that list and status show: cached by the setting's content and the code version
+    (kdrepro.summary), the registry built only on a miss."""
+    from kdrepro import summary
+
+    config = setting_from(args)
+    return summary.cached(config) or summary.store(config, registry_from(args, config))
 
 
 def pin_kernels(args, config: dict | None) -> None:
@@ -180,13 +192,13 @@ def cmd_bench(args) -> None:
 
 
 def cmd_list(args) -> None:
-    registry = registry_from(args)
+    listing = summary_from(args)
     if args.what == "runs":
-        for name, spec in registry.runs.items():
-            deps = f"  <- {', '.join(spec.dependencies)}" if spec.dependencies else ""
+        for name, run in listing.runs.items():
+            deps = f"  <- {', '.join(run['dependencies'])}" if run["dependencies"] else ""
             print(f"{name}{deps}")
     else:
-        for paper, names in registry.papers().items():
+        for paper, names in listing.papers.items():
             print(f"{paper}: {' '.join(names)}")
 
 
@@ -203,14 +215,13 @@ def cmd_render(args) -> None:
 
 def resume_progress(run_dir: Path, epochs: int) -> str | None:
     """What `kdrepro status` says of a run that left resume state (None: it left none)."""
-    from kdrepro.engine import CheckpointError
+    present = [name for name in (RESUME, PREVIOUS_RESUME) if (run_dir / name).exists()]
+    if not present:  # most runs: no checkpoint to read, no engine to load
+        return None
     from kdrepro.engine.checkpoint import load_checkpoint
-    from kdrepro.engine.train import PREVIOUS_RESUME, RESUME
 
     damaged = []
-    for name in (RESUME, PREVIOUS_RESUME):
-        if not (run_dir / name).exists():
-            continue
+    for name in present:
         try:
             epoch = load_checkpoint(run_dir / name)["state"]["epoch"]
         except CheckpointError:
@@ -224,7 +235,7 @@ def resume_progress(run_dir: Path, epochs: int) -> str | None:
 
 
 def cmd_status(args) -> None:
-    registry = registry_from(args)
+    registry = summary_from(args)
     counts = {"done": 0, "partial": 0, "todo": 0}
     for name in registry.runs:
         if args.pattern and args.pattern not in name:
@@ -234,7 +245,7 @@ def cmd_status(args) -> None:
             metrics = json.loads((run_dir / "metrics.json").read_text())
             state = f"done      best {metrics['best_test_acc']:.2f}  final {metrics['final_test_acc']:.2f}  {metrics['wall_seconds']:.0f}s"
             counts["done"] += 1
-        elif (partial := resume_progress(run_dir, registry.runs[name].epochs)) is not None:
+        elif (partial := resume_progress(run_dir, registry.runs[name]["epochs"])) is not None:
             state = partial
             counts["partial"] += 1
         else:
@@ -250,11 +261,10 @@ def cmd_verify(args) -> None:
     --set-aside first renames the damaged files, and those runs' checkpoint.pt and metrics.json, out of
     the way (kept for inspection; `snakemake --force` would delete them)."""
     from kdrepro import config as settings
-    from kdrepro.data import DatasetError, load_dataset
-    from kdrepro.engine import CheckpointError
+    from kdrepro.data import DatasetError
+    from kdrepro.data.sources import load_dataset
     from kdrepro.engine.checkpoint import load_checkpoint, set_aside
     from kdrepro.io import file_lock
-    from kdrepro.engine.train import LOCK, PREVIOUS_RESUME, RESUME
 
     given = setting_from(args)
     setting = args.setting or given["setting"]
@@ -279,7 +289,7 @@ def cmd_verify(args) -> None:
     datasets = config["datasets"] if config else []
     for name in datasets:
         try:
-            load_dataset(name, config["data"]["roots"].get(name), download=False)
+            load_dataset(name, config["data"]["roots"].get(name), download=False, cache=False)
         except DatasetError as err:
             damaged[Path(name)] = str(err)
     for problem in damaged.values():
@@ -381,12 +391,13 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("train needs run names or --spec-json")
     if args.command == "search" and not (args.study or args.list):
         parser.error("search needs a search name or --list")
+    from kdrepro.catalog import ModelError
     from kdrepro.config import ConfigError
     from kdrepro.data import DatasetError
-    from kdrepro.engine import CheckpointError, TrainingError, WriteError
+    from kdrepro.errors import TrainingError
     from kdrepro.graph import SpecError
-    from kdrepro.models import ModelError
-    from kdrepro.search import SearchError
+    from kdrepro.io import WriteError
+    from kdrepro.search_space import SearchError
 
     try:
         args.func(args)

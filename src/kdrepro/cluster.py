@@ -35,7 +35,7 @@ from typing import Any, Mapping
 
 from kdrepro.data.meta import PUBLISHED
 from kdrepro.graph import RunSpec
-from kdrepro.models.registry import entry
+from kdrepro.catalog import model_info
 
 BUNDLE_MINUTES = 10.0
 GPU_MS_PER_LAYER_PASS = 0.146
@@ -54,7 +54,7 @@ def uses_gpu(device: str) -> bool:
 
 
 def _depth(arch: str) -> int:
-    return entry(arch).depth
+    return model_info(arch)["depth"]
 
 
 def split_sizes(spec: RunSpec) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from kdrepro.data import DatasetMeta, dataset_meta
 from kdrepro.graph import RunSpec, SpecError
-from kdrepro.search import SearchDef
+from kdrepro.search_space import SearchDef
 
 def dataset_facts(dataset: str, config: dict[str, Any]) -> DatasetMeta:
     """What the papers need to know of a dataset before it is loaded (the data layer's registry)."""

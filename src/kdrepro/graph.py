@@ -15,6 +15,11 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# a spec is checked against the facts of the registries (datasets, samplers, models, losses), none of
+# which loads torch: a spec stays plain data that reads and writes JSON without it
+from kdrepro.catalog import ModelError, check_edge_options, check_model_options, edge_facts
+from kdrepro.data import dataset_meta, split_problems
+from kdrepro.data.sampling import SamplerError, make_plan
 from kdrepro.typecheck import expected, fits
 
 LABELS = "labels"  # the virtual source node that holds the ground truth
@@ -152,13 +157,6 @@ class RunSpec:
         return sorted({r for r in runs if r})
 
     def validate(self) -> None:
-        # imported here, not above: a spec stays plain data that reads and writes JSON without torch;
-        # checking one against the registries of models, losses and samplers loads them (start-up time)
-        from kdrepro.data import dataset_meta, split_problems
-        from kdrepro.data.samplers import SamplerError, make_sampler
-        from kdrepro.losses import GATES, LOSS_INFO, LOSSES
-        from kdrepro.losses.registry import check_options
-        from kdrepro.models import ModelError, check_model_options
 
         where = f"run {self.name}"
         if self.epochs < 1:
@@ -190,11 +188,11 @@ class RunSpec:
             if not self.node(edge.target).trainable:
                 raise SpecError(f"{where}: edge {edge.label} targets frozen node {edge.target!r}")
             try:
-                check_options(LOSSES, "loss", edge.loss, edge.options)
-                check_options(GATES, "gate", edge.gate, edge.gate_options)
+                check_edge_options("loss", edge.loss, edge.options)
+                check_edge_options("gate", edge.gate, edge.gate_options)
             except ValueError as err:
                 raise SpecError(f"{where}: edge {edge.label}: {err}") from None
-            info = LOSS_INFO[edge.loss]
+            info = edge_facts("loss", edge.loss)
             if info.batch and edge.gate != "through":
                 raise SpecError(f"{where}: edge {edge.label}: {edge.loss!r} is a batch-level loss (one value for the "
                                 f"whole batch), so no per-sample gate applies; its gate must be 'through', not {edge.gate!r}")
@@ -203,7 +201,7 @@ class RunSpec:
                                 f"which the label node does not have")
         if self.sampler is not None:
             try:
-                sampler = make_sampler(self.sampler)
+                sampler = make_plan(self.sampler)
                 sampler.check(self.batch_size)
             except SamplerError as err:
                 raise SpecError(f"{where}: sampler: {err}") from None

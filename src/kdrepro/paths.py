@@ -11,3 +11,7 @@ EXPERIMENTS = CONFIG / "experiments"  # one file per paper: its runs, tables, fi
 PAPER_VALUES = CONFIG / "paper_values"  # the published numbers beside ours
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"  # what a setting may say
 EXPERIMENTS_SCHEMA = REPO / "workflow" / "schemas" / "experiments.schema.yaml"  # what an experiment file may say
+# a run directory's lock, and its resume states: the newest, and the one before it (used if the newest is damaged);
+# the engine writes them, `kdrepro status` looks for them
+LOCK, RESUME, PREVIOUS_RESUME = ".lock", "resume.pt", "resume.prev.pt"
+USER_CACHE = Path.home() / ".cache" / "kdrepro"  # downloaded datasets, the catalogue of models and losses (kdrepro.catalog)

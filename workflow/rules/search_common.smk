@@ -2,6 +2,7 @@
 from snakemake.exceptions import IncompleteCheckpointException
 
 from kdrepro.cluster import estimate_minutes, runtime_limit
+from kdrepro.search_space import Graph
 
 SEARCHES = REGISTRY.searches
 

@@ -20,6 +20,6 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ ! -d "$HOME/.cache/kdrepro/fa
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
   else
     echo "[bootstrap] apt is not usable here: downloading Fashion-MNIST with torchvision"
-    "$venv/bin/python" -c "from kdrepro.data import load_dataset; load_dataset('fashion_mnist', download=True)"
+    "$venv/bin/python" -c "from kdrepro.data.sources import load_dataset; load_dataset('fashion_mnist', download=True)"
   fi
 fi

@@ -1,8 +1,11 @@
-"""Datasets in their published formats, held whole on the training device."""
+"""Datasets in their published formats, held whole on the training device.
 
-from kdrepro.data.device import DeviceData, random_crop_flip, stratified
-from kdrepro.data.meta import DatasetMeta, dataset_meta, split_problems
-from kdrepro.data.sources import DATASETS, DatasetError, DatasetInfo, Split, load_dataset, register_dataset
+The package itself is what is known without loading anything (kdrepro.data.meta: classes, image sizes,
+split sizes, where a dataset lives), so that settings and run specs are checked without importing torch;
+the readers (kdrepro.data.sources), the device-resident data (kdrepro.data.device) and the batch samplers
+(kdrepro.data.samplers) are imported from their modules by what trains.
+"""
 
-__all__ = ["DATASETS", "DatasetError", "DatasetInfo", "DatasetMeta", "DeviceData", "Split", "dataset_meta", "load_dataset",
-           "random_crop_flip", "register_dataset", "split_problems", "stratified"]
+from kdrepro.data.meta import DatasetError, DatasetMeta, dataset_meta, default_root, split_problems
+
+__all__ = ["DatasetError", "DatasetMeta", "dataset_meta", "default_root", "split_problems"]

@@ -9,7 +9,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from kdrepro.data.sources import DatasetError, DatasetInfo, Split
+from kdrepro.data.meta import DatasetError
+from kdrepro.data.sources import DatasetInfo, Split
 
 NORMALIZATIONS = ("dataset", "half", "none")
 SUBSET_SEED = 0  # subsets and the validation split are fixed per setting, not per run seed

@@ -7,12 +7,25 @@ split, pad_to, sampler counts); a test compares them with what the loaders retur
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from kdrepro.data.sources import default_root
+from kdrepro.paths import USER_CACHE
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded as configured; the message says what to do."""
+
+
+def default_root(name: str) -> Path:
+    if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return DEBIAN_FASHION_MNIST
+    return USER_CACHE / name
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,17 @@ PUBLISHED = {
         DatasetMeta("svhn", 10, 3, 32, 73_257, 26_032),
     )
 }
+
+
+# An accuracy within CHANCE_STANDARD_ERRORS binomial standard errors of chance is indistinguishable from
+# guessing (a test set of n images measures chance, 100/K %, to within 100 * sqrt(p (1 - p) / n), p = 1/K).
+CHANCE_STANDARD_ERRORS = 3.0
+
+
+def chance_level(num_classes: int, n_test: int) -> tuple[float, float]:
+    """Chance accuracy (%) and the margin above it within which an accuracy on n_test images is guessing."""
+    p = 1 / num_classes
+    return 100 * p, CHANCE_STANDARD_ERRORS * 100 * math.sqrt(p * (1 - p) / n_test)
 
 
 def dataset_meta(name: str, root: str | Path | None = None) -> DatasetMeta | None:

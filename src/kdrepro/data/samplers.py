@@ -29,22 +29,21 @@ node's embeddings of the training split and calls `prepare(embeddings, labels, g
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
 
+from kdrepro.data.sampling import (
+    ClassUniformPlan,
+    GroupUniformPlan,
+    RandomPlan,
+    SamplerError,
+    SuperclassUniformPlan,
+    make_plan,
+)
 
-class SamplerError(ValueError):
-    """A sampler is unknown or given an option it does not take or a bad value."""
 
-
-class RandomSampler:
-    needs_embeddings: str | None = None
-
-    def check(self, batch_size: int) -> None:
-        """Any batch size will do."""
-
+class RandomSampler(RandomPlan):
     def order(self, labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randperm(len(labels), generator=generator)
 
@@ -71,28 +70,8 @@ def group_uniform_order(groups: torch.Tensor, per_batch: int, batch_size: int, g
     return torch.tensor(out[:n], dtype=torch.long)
 
 
-class GroupUniformSampler:
-    """Batches of whole groups (classes for CUR, superclasses for SUR) drawn at random; k is given under
-    one of two keys, images per group (`per_group_key`) or groups per batch (`per_batch_key`)."""
 
-    needs_embeddings: str | None = None
-
-    def __init__(self, name: str, unit: str, per_group_key: str, per_group: int | None, per_batch_key: str,
-                 per_batch: int | None):
-        if (per_group is None) == (per_batch is None):
-            raise SamplerError(f"{name}: give exactly one of {per_group_key} (k images of each {unit}, batch_size / k "
-                               f"{unit}es per batch) and {per_batch_key} (k {unit}es per batch)")
-        key, value = (per_group_key, per_group) if per_group is not None else (per_batch_key, per_batch)
-        if value < 1:
-            raise SamplerError(f"{name}: {key} must be at least 1, got {value}")
-        self.name, self.unit, self.key, self.k = name, unit, key, value
-        self.per_group = per_group is not None
-
-    def check(self, batch_size: int) -> None:
-        if self.per_group and batch_size % self.k:
-            raise SamplerError(f"{self.name}: {self.key} = {self.k} does not divide batch_size {batch_size} (a batch holds "
-                               f"batch_size / {self.key} whole {self.unit}es)")
-
+class GroupUniformSampler(GroupUniformPlan):
     def groups_per_batch(self, groups: torch.Tensor, batch_size: int) -> int:
         """How many groups each batch draws, checked against the groups' sizes when k is images per group."""
         if not self.per_group:
@@ -112,10 +91,7 @@ class GroupUniformSampler:
         return group_uniform_order(groups, self.groups_per_batch(groups, batch_size), batch_size, generator)
 
 
-class ClassUniformSampler(GroupUniformSampler):
-    def __init__(self, samples_per_class: int | None = None, classes_per_batch: int | None = None):
-        super().__init__("cur", "class", "samples_per_class", samples_per_class, "classes_per_batch", classes_per_batch)
-
+class ClassUniformSampler(ClassUniformPlan, GroupUniformSampler):
     def order(self, labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         return self.grouped_order(labels.cpu(), batch_size, generator)
 
@@ -141,15 +117,8 @@ def kmeans(points: torch.Tensor, k: int, generator: torch.Generator, iterations:
     return assign
 
 
-class SuperclassUniformSampler(GroupUniformSampler):
-    def __init__(self, superclasses: int, samples_per_superclass: int | None = None, superclasses_per_batch: int | None = None,
-                 node: str = "teacher"):
-        super().__init__("sur", "superclass", "samples_per_superclass", samples_per_superclass, "superclasses_per_batch",
-                         superclasses_per_batch)
-        if superclasses < 1:
-            raise SamplerError(f"sur: superclasses must be at least 1, got {superclasses}")
-        self.superclasses, self.needs_embeddings = superclasses, node
-        self.superclass_of: torch.Tensor | None = None
+class SuperclassUniformSampler(SuperclassUniformPlan, GroupUniformSampler):
+    superclass_of: torch.Tensor | None = None  # set by prepare()
 
     def prepare(self, embeddings: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> None:
         """Cluster the classes by their mean embeddings (classes absent from `labels` stay unassigned)."""
@@ -173,27 +142,4 @@ SAMPLERS: dict[str, type] = {"random": RandomSampler, "cur": ClassUniformSampler
 
 def make_sampler(config: dict[str, Any] | None):
     """{"name": "cur", "samples_per_class": 16} -> a sampler; None -> the random one."""
-    if config is None:
-        return RandomSampler()
-    options = dict(config)
-    name = options.pop("name", None)
-    if name not in SAMPLERS:
-        raise SamplerError(f"unknown sampler {name!r}; known: {', '.join(sorted(SAMPLERS))} (give it as sampler.name)")
-    accepted = [p for p in inspect.signature(SAMPLERS[name]).parameters]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise SamplerError(f"sampler {name!r} takes no option {unknown[0]!r}; it takes: {', '.join(accepted) or 'none'}")
-    try:
-        return SAMPLERS[name](**options)
-    except TypeError as err:
-        raise SamplerError(f"sampler {name!r}: {err}") from None
-
-
-def sampler_tag(config: dict[str, Any]) -> str:
-    """A short name of a sampler's configuration for run names: cur-k16 (16 images per class), cur-c4
-    (4 classes per batch), sur4-k64 (4 superclasses, 64 images of each in a batch), sur4-c2."""
-    sampler = make_sampler(config)
-    if not isinstance(sampler, GroupUniformSampler):
-        return "random"
-    prefix = sampler.name + (f"{sampler.superclasses}" if isinstance(sampler, SuperclassUniformSampler) else "")
-    return f"{prefix}-{'k' if sampler.per_group else 'c'}{sampler.k}"
+    return make_plan(config, SAMPLERS)

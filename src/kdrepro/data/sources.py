@@ -2,24 +2,33 @@
 
 Files are read in their published on-disk formats (idx, the CIFAR pickles, SVHN's .mat, an
 image folder) and checksum-verified; torchvision downloads only when the setting allows it.
+
+A verified load is kept as one tensor file per machine (TENSORS), keyed by the sha256 of the source
+files and of this module: later loads memory-map it instead of reading, verifying and decoding the
+files again. A source file is hashed once per (path, size, modification time): the stamp files map
+that to the content key, so an unchanged folder costs a few stat calls, a copy of the same files
+(another root) reuses the tensors, and a changed file is read, verified and cached afresh.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import pickle
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from kdrepro.data.meta import DatasetError, default_root
+from kdrepro.io import WriteError, atomic_write, save_text
+from kdrepro.paths import USER_CACHE
 
-class DatasetError(ValueError):
-    """A dataset cannot be loaded as configured; the message says what to do."""
+TENSORS = USER_CACHE / "tensors"  # verified datasets as tensor files (see the module's docstring)
 
 
 @dataclass(frozen=True)
@@ -41,8 +50,6 @@ class DatasetInfo:
 Loaded = tuple[Split, Split, DatasetInfo]  # train, test, info
 Loader = Callable[[Path, bool, bool], Loaded]
 DATASETS: dict[str, Loader] = {}
-CACHE = Path.home() / ".cache" / "kdrepro"
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
@@ -55,17 +62,66 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
     return add
 
 
-def default_root(name: str) -> Path:
-    if name == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
-        return DEBIAN_FASHION_MNIST
-    return CACHE / name
-
-
 def load_dataset(name: str, root: str | Path | None = None, download: bool = False,
-                 verify: bool = True) -> Loaded:
+                 verify: bool = True, cache: bool = True) -> Loaded:
+    """The dataset's splits; verified loads come from the machine's tensor cache (cache=False reads and
+    verifies the files themselves: `kdrepro verify`)."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](Path(root) if root else default_root(name), download, verify)
+    root = Path(root) if root else default_root(name)
+    if not (cache and verify):
+        return DATASETS[name](root, download, verify)
+    return cached_load(name, root, lambda: DATASETS[name](root, download, verify))
+
+
+def source_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+
+
+def stamp_key(name: str, root: Path, files: list[Path]) -> str:
+    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps([name, stats]).encode()).hexdigest()[:32]
+
+
+def content_key(name: str, root: Path, files: list[Path]) -> str:
+    digest = hashlib.sha256(name.encode() + b"\0" + Path(__file__).read_bytes())
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:32]
+
+
+def cached_load(name: str, root: Path, load: Callable[[], Loaded]) -> Loaded:
+    files = source_files(root)
+    if files:
+        stamp = TENSORS / "stamps" / f"{stamp_key(name, root, files)}.txt"
+        key = stamp.read_text() if stamp.exists() else content_key(name, root, files)
+        path = TENSORS / f"{name}-{key}.pt"
+        if path.exists():
+            if not stamp.exists():
+                remember(key, stamp)
+            saved = torch.load(path, mmap=True, weights_only=True)
+            return (Split(saved["train_images"], saved["train_labels"]), Split(saved["test_images"], saved["test_labels"]),
+                    DatasetInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved["info"].items()}))
+    train, test, info = load()
+    files = source_files(root)  # what a download brought
+    if files:
+        key = content_key(name, root, files)
+        tensors = {"train_images": train.images, "train_labels": train.labels, "test_images": test.images,
+                   "test_labels": test.labels, "info": asdict(info)}
+        try:
+            atomic_write(TENSORS / f"{name}-{key}.pt", lambda handle: torch.save(tensors, handle))
+        except WriteError:  # a read-only cache: every load reads the files, as without one
+            return train, test, info
+        remember(key, TENSORS / "stamps" / f"{stamp_key(name, root, files)}.txt")
+    return train, test, info
+
+
+def remember(key: str, stamp: Path) -> None:
+    """The content key of these files as they are stamped now; a read-only cache only costs the hashing again."""
+    try:
+        save_text(key, stamp)
+    except WriteError:
+        return
 
 
 def md5(data: bytes) -> str:

@@ -10,14 +10,11 @@ from typing import Any
 
 import torch
 
+from kdrepro.errors import CheckpointError
 from kdrepro.io import atomic_write
 
 FORMAT = "kdrepro-checkpoint/1"
 CHECKSUM = "content_sha256"  # the key of a torch file's checksum, over everything else it holds
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt or does not match the node that loads it."""
 
 
 class DamagedCheckpoint(CheckpointError):

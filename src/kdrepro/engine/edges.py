@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kdrepro.data import DeviceData
+from kdrepro.data.device import DeviceData
 from kdrepro.graph import LABELS, Edge, RunSpec
 from kdrepro.losses import GATES, LOSS_INFO, LOSSES
 from kdrepro.losses.registry import split_options

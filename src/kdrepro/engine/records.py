@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import sys
 from typing import Any
 
@@ -14,13 +13,12 @@ import torch
 import kdrepro
 from kdrepro import kernels
 from kdrepro.provenance import source_commit
+from kdrepro.data.meta import chance_level
 from kdrepro.graph import LABELS, RunSpec
 
 # A run did not train if an epoch's mean loss is LOSS_GROWTH times its lowest of an earlier epoch or more
-# (diverging), or if its best test accuracy stays within CHANCE_STANDARD_ERRORS standard errors of chance
-# (a test set of n images measures chance, 100/K %, to within 100 * sqrt(p (1 - p) / n), p = 1/K).
+# (diverging), or if its best test accuracy stays at chance (kdrepro.data.meta.chance_level).
 LOSS_GROWTH = 100.0
-CHANCE_STANDARD_ERRORS = 3.0
 
 
 def summarise(spec, state, frozen_acc, models, data, setting, device) -> dict[str, Any]:
@@ -59,13 +57,6 @@ def summarise(spec, state, frozen_acc, models, data, setting, device) -> dict[st
         best_val = max(rows, key=lambda r: r[val_key])
         metrics.update(best_val_acc=best_val[val_key], test_acc_at_best_val=best_val[key], best_val_epoch=best_val["epoch"])
     return metrics
-
-
-def chance_level(num_classes: int, n_test: int) -> tuple[float, float]:
-    """Chance accuracy (%) and the margin above it (CHANCE_STANDARD_ERRORS binomial standard errors on n_test
-    images) within which an accuracy is indistinguishable from guessing."""
-    p = 1 / num_classes
-    return 100 * p, CHANCE_STANDARD_ERRORS * 100 * math.sqrt(p * (1 - p) / n_test)
 
 
 def training_problem(spec: RunSpec, rows: list[dict[str, Any]], num_classes: int, n_test: int) -> str | None:

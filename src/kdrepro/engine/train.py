@@ -13,7 +13,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from kdrepro.data import DeviceData, load_dataset
+from kdrepro.data.device import DeviceData
+from kdrepro.data.sources import load_dataset
 from kdrepro.engine.checkpoint import (
     FORMAT,
     DamagedCheckpoint,
@@ -25,18 +26,13 @@ from kdrepro.engine.checkpoint import (
 )
 from kdrepro.engine.optim import SGD, RMSProp, learning_rate, momentum
 from kdrepro.engine.records import Progress, rows_to_csv, summarise
+from kdrepro.errors import TrainingError
 from kdrepro.data.samplers import make_sampler
 from kdrepro.engine.edges import build_edge_modules, edge_key, edge_losses, edge_modules, forward, node_inputs
 from kdrepro.graph import Node, RunSpec
 from kdrepro.io import file_lock, remove_stale_temporaries, save_json, save_text
-from kdrepro.models import create_model
-
-# A run directory's lock, and its resume states: the newest, and the one before it (used if the newest is damaged)
-LOCK, RESUME, PREVIOUS_RESUME = ".lock", "resume.pt", "resume.prev.pt"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a NaN loss, for example); the message names the run and the edge."""
+from kdrepro.paths import LOCK, PREVIOUS_RESUME, RESUME
+from kdrepro.models.zoo import create_model
 
 
 def load_data(spec: RunSpec, device: str) -> DeviceData:

@@ -14,14 +14,12 @@ from typing import Callable
 
 import torch
 
+from kdrepro.catalog import EdgeFacts, LossError, record
+
 LossFn = Callable[..., torch.Tensor]
 
 LOSSES: dict[str, LossFn] = {}
 GATES: dict[str, LossFn] = {}
-
-
-class LossError(ValueError):
-    """An edge names an unknown loss or gate, or passes an option it does not take."""
 
 
 def _register(table: dict[str, LossFn], kind: str):
@@ -37,7 +35,20 @@ def _register(table: dict[str, LossFn], kind: str):
     return decorator_for
 
 
-register_gate = _register(GATES, "gate")
+_register_gate_fn = _register(GATES, "gate")
+
+
+def register_gate(name: str):
+    """`@register_gate("correct")`: fn(source, target, labels, progress, **options) -> per-sample weights."""
+
+    def decorator(fn: LossFn) -> LossFn:
+        _register_gate_fn(name)(fn)
+        record("gate", name, EdgeFacts(option_names(fn, 3)))
+        return fn
+
+    return decorator
+
+
 INPUTS = ("logits", "embedding", "feature_map")
 # Edge options that every loss reading features (inputs other than logits) takes: the module path read
 # at the source and at the target node in place of the `inputs` default (e.g. FitNets' hint and guided
@@ -76,13 +87,14 @@ def register_loss(name: str, *, inputs: str = "logits", batch: bool = False, mod
     def decorator(fn: LossFn) -> LossFn:
         _register_loss_fn(name)(fn)
         LOSS_INFO[name] = LossInfo(inputs, batch, module)
+        record("loss", name, EdgeFacts(accepted_options(fn, LOSS_INFO[name]), inputs, batch))
         return fn
 
     return decorator
 
 
-def option_names(fn: Callable, skip: int) -> list[str]:
-    return list(inspect.signature(fn).parameters)[skip:]
+def option_names(fn: Callable, skip: int) -> tuple[str, ...]:
+    return tuple(inspect.signature(fn).parameters)[skip:]
 
 
 def split_options(name: str, options: dict) -> tuple[dict, dict]:
@@ -97,15 +109,12 @@ def split_options(name: str, options: dict) -> tuple[dict, dict]:
             {k: v for k, v in options.items() if k in for_module})
 
 
-def check_options(table: dict[str, LossFn], kind: str, name: str, options: dict) -> None:
-    """Fail before training when an edge names an unknown function or option."""
-    if name not in table:
-        raise LossError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-    accepted = option_names(table[name], 3)
-    if table is LOSSES and LOSS_INFO.get(name, LossInfo()).module is not None:
-        accepted += [o for o in option_names(LOSS_INFO[name].module, 2) if o not in accepted]
-    if table is LOSSES and LOSS_INFO.get(name, LossInfo()).inputs != "logits":
+def accepted_options(fn: LossFn, info: LossInfo) -> tuple[str, ...]:
+    """An edge's options for this loss: the function's, its module factory's, and the layer options of a
+    loss that reads features (kdrepro.catalog checks edges against them)."""
+    accepted = list(option_names(fn, 3))
+    if info.module is not None:
+        accepted += [o for o in option_names(info.module, 2) if o not in accepted]
+    if info.inputs != "logits":
         accepted += list(LAYER_OPTIONS)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise LossError(f"{kind} {name!r} takes no option {unknown[0]!r}; it takes: {', '.join(accepted) or 'none'}")
+    return tuple(accepted)

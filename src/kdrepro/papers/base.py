@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from kdrepro.experiments import Registry, Runs, Target
 from kdrepro.graph import Data, RunSpec, SpecError
-from kdrepro.models import list_models, model_info
+from kdrepro.catalog import list_models, model_info
 from kdrepro.report.claims import Claim, PaperEffect
 from kdrepro.report.figures import figure_target
 from kdrepro.report.results import Results, Stat

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from kdrepro.data.samplers import sampler_tag
+from kdrepro.data.sampling import sampler_tag
 from kdrepro.experiments import Registry, Target, num_classes
 from kdrepro.graph import LABELS, Edge, RunSpec
 from kdrepro.papers.base import Paper

@@ -13,11 +13,9 @@ from dataclasses import replace
 from typing import Any
 
 import pandas as pd
-import torch
 
-from kdrepro.bench import inference_seconds
+from kdrepro.catalog import model_info
 from kdrepro.experiments import Target, dataset_facts, run_of
-from kdrepro.models.registry import entry
 from kdrepro.papers.fitnets_runs import FitNetsRuns, parse
 from kdrepro.report.claims import Claim, PaperEffect, compare
 from kdrepro.report.figures import errorbar, figure_kind, figure_target
@@ -32,6 +30,11 @@ class FitNets(FitNetsRuns):
     def inference_seconds(self, archs: list[str], dataset: str) -> tuple[dict[str, float], str]:
         """Seconds of one pass over (at most SPEED_IMAGES of) the test split per network as trained, with the
         setting's threads; weights do not change the time, so the networks are freshly built."""
+        # imported here: only rendering Table 5 times networks (start-up time of every other command)
+        import torch
+
+        from kdrepro.bench import inference_seconds
+
         channels, size = self.input_shape(dataset)
         n = min(dataset_facts(dataset, self.config).test, self.config["data"]["test_subset"] or SPEED_IMAGES, SPEED_IMAGES)
         images = torch.randn(n, channels, size, size, generator=torch.Generator().manual_seed(0))
@@ -121,7 +124,7 @@ class FitNets(FitNetsRuns):
                     algorithm, arch = row["algorithm"], archs[row["algorithm"]]
                     full = self.counts(arch, None)
                     paper = published.get(algorithm, {})
-                    record = {"network": algorithm, "arch": arch, "dataset": ds or decl["dataset"], "layers": entry(arch).depth,
+                    record = {"network": algorithm, "arch": arch, "dataset": ds or decl["dataset"], "layers": model_info(arch)["depth"],
                               "params_full": full["params"], "mult_full": full["mult"]}
                     if ds:
                         runs = cells[(algorithm, ds)]

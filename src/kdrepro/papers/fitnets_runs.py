@@ -27,12 +27,9 @@ import re
 from dataclasses import replace
 from typing import Any
 
-import torch
-
 from kdrepro.experiments import dataset_facts, num_classes
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
-from kdrepro.models import create_model
-from kdrepro.models.maxout import ARCHS, count_layers, count_multiplications, count_weights, hint_layers
+from kdrepro.models.maxout_layout import ARCHS, DEFAULT_BUDGET, count_layers, hint_layers, layers_for
 from kdrepro.papers.base import Paper
 
 METHODS = ("scratch", "kd", "hint", "fitnet")
@@ -169,8 +166,11 @@ class FitNetsRuns(Paper):
                 f"paper's recipe (SGD with momentum, linear decay, dropout), {s['teacher_epochs'] or s['epochs']} epochs (paper 474).")
 
     # -- networks as trained ---------------------------------------------------------------------
-    def network(self, arch: str, dataset: str, budget: float | None = None) -> torch.nn.Module:
-        """A fresh `arch` as this setting trains it on `dataset`."""
+    def network(self, arch: str, dataset: str, budget: float | None = None):
+        """A fresh `arch` as this setting trains it on `dataset` (an nn.Module)."""
+        # imported here: only rendering Table 5 builds networks, to time them (start-up time of every other command)
+        from kdrepro.models.zoo import create_model
+
         channels, size = self.input_shape(dataset)
         return create_model(arch, num_classes(dataset, self.config), channels, size, **self.options(arch, budget))
 
@@ -183,5 +183,7 @@ class FitNetsRuns(Paper):
             mult, params = count_layers(ARCHS[arch], 10, 3, 32)
             return {"params": params, "mult": mult}
         channels, size = self.input_shape(dataset)
-        model = self.network(arch, dataset, budget)
-        return {"params": count_weights(model), "mult": count_multiplications(model, channels, size)}
+        options, classes = self.options(arch, budget), num_classes(dataset, self.config)
+        layers = layers_for(arch, channels, size, classes, options.get("width", 1.0), options.get("budget", DEFAULT_BUDGET))
+        mult, params = count_layers(layers, classes, channels, size)  # as built: test_fitnets checks them on the networks
+        return {"params": params, "mult": mult}

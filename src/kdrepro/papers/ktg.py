@@ -20,12 +20,12 @@ from matplotlib.patches import FancyArrowPatch
 
 from kdrepro.experiments import Registry, Search, Target
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
-from kdrepro.models import model_info
+from kdrepro.catalog import model_info
 from kdrepro.papers.base import Paper
 from kdrepro.report.claims import Claim, compare, ranking
 from kdrepro.report.figures import figure_kind
 from kdrepro.report.results import Stat
-from kdrepro.search import Graph, GraphSpace, SearchDef, load_best
+from kdrepro.search_space import Graph, GraphSpace, SearchDef, load_best
 
 # Fig. 2's colours: purple Through, green Linear, orange Correct; Cutoff edges are not drawn
 GATE_COLOURS = {"through": "tab:purple", "linear": "tab:green", "correct": "tab:orange"}

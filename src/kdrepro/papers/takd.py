@@ -19,12 +19,12 @@ import pandas as pd
 
 from kdrepro.experiments import Registry, Search, Target, num_classes
 from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
-from kdrepro.models import model_info
+from kdrepro.catalog import model_info
 from kdrepro.papers.base import Paper
 from kdrepro.report.claims import Claim, compare, ranking
 from kdrepro.report.figures import errorbar, figure_kind, hatch_not_trained
 from kdrepro.report.results import Stat
-from kdrepro.search import Hyper, HyperSpace, SearchDef, SearchError, load_best
+from kdrepro.search_space import Hyper, HyperSpace, SearchDef, SearchError, load_best
 
 
 def run_name(dataset: str, chain: list[str], seed: int, choices: tuple[Hyper, ...] = ()) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from matplotlib.ticker import MaxNLocator
 
-from kdrepro.engine.records import chance_level
+from kdrepro.data.meta import chance_level
 from kdrepro.experiments import SNAPSHOT, Registry, Target, num_classes
 from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
 from kdrepro.papers.base import Paper
@@ -194,7 +194,7 @@ class TfKD(Paper):
         De-KD results) has learnt something; the initialisation has not, and the last epoch's model is the
         trained teacher. So the teacher is the earliest of the figure's snapshots strictly between the two whose
         mean accuracy lies above chance (by the margin that flags a run as not trained,
-        engine.records.chance_level): a choice made on the teacher's accuracy alone, never on the students'."""
+        data.meta.chance_level): a choice made on the teacher's accuracy alone, never on the students'."""
         panel = self.experiment["figures"]["tfkd_fig_dekd"]["panels"][0]
         teacher, student = panel["teacher"], panel["student"]
         paper = self.published_gap("tfkd_table_dekd", ("ResNet18@1 / MobileNetV2", "De-KD"), ("ResNet18@1 / MobileNetV2", "Student"))

@@ -1,0 +1,81 @@
+"""What `kdrepro list` and `kdrepro status` read of a setting's registry, cached across invocations.
+
+Building a registry loads every paper and the report code (pandas, matplotlib); listing runs and showing
+their status needs only the runs' names, dependencies and epochs and the papers' target names. Those are
+written once per setting content, code version and working directory to a JSON file under the user cache:
+the key hashes the validated setting, the package's source files, the experiment files, the published values,
+the schemas and the working directory. A search that has finished adds runs, so each summary also records
+the result files of the setting's searches and is used only while they are as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kdrepro.experiments import Registry
+from kdrepro.io import save_json
+from kdrepro.paths import EXPERIMENTS, PAPER_VALUES, REPO, SCHEMA, USER_CACHE
+
+PACKAGE = Path(__file__).resolve().parent
+SOURCES = [(PACKAGE, "**/*.py"), (EXPERIMENTS, "*.yaml"), (PAPER_VALUES, "*.yaml"), (SCHEMA.parent, "*.yaml")]
+
+
+@dataclass(frozen=True)
+class Summary:
+    setting: str
+    runs: dict[str, dict[str, Any]]  # run -> {"dependencies": [...], "epochs": n}, in the registry's order
+    papers: dict[str, list[str]]  # paper -> its targets
+    watched: dict[str, str | None]  # a search result file (absolute) -> its sha256 when summarised (None: absent)
+
+    def run_dir(self, run: str) -> Path:
+        return Path("results") / self.setting / "runs" / run
+
+
+def file_hash(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def key(config: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode() + str(Path.cwd()).encode())
+    for folder, pattern in SOURCES:
+        for path in sorted(folder.glob(pattern)):
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def summarise(registry: Registry) -> Summary:
+    return Summary(
+        setting=registry.setting,
+        runs={name: {"dependencies": spec.dependencies, "epochs": spec.epochs} for name, spec in registry.runs.items()},
+        papers=registry.papers(),
+        watched={str(s.study.best_path.resolve()): file_hash(s.study.best_path) for s in registry.searches.values()},
+    )
+
+
+def path_for(config: dict[str, Any], cache: Path) -> Path:
+    return cache / "summaries" / f"{config['setting']}-{key(config)}.json"
+
+
+def cached(config: dict[str, Any], cache: Path = USER_CACHE) -> Summary | None:
+    """The summary of this setting as the code and files are now; None if there is none yet."""
+    path = path_for(config, cache)
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    # runs and papers are stored as pairs: the file's keys are sorted, the registry's order is kept
+    summary = Summary(raw["setting"], dict(raw["runs"]), dict(raw["papers"]), raw["watched"])
+    if any(file_hash(Path(p)) != sha for p, sha in summary.watched.items()):
+        return None
+    return summary
+
+
+def store(config: dict[str, Any], registry: Registry, cache: Path = USER_CACHE) -> Summary:
+    summary = summarise(registry)
+    path = path_for(config, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_json(asdict(summary) | {"runs": list(summary.runs.items()), "papers": list(summary.papers.items())}, path)
+    return summary

@@ -1,0 +1,109 @@
+"""Commands that only read (list, status, render of a table from finished runs, the Snakefile's parse) never
+import torch: the registry is built from the facts of the models and losses (kdrepro.catalog), which are the
+registries' own, cached by code version."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, setting
+
+from kdrepro import catalog
+
+SRC = REPO / "src"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One user cache for the module: the first test builds the catalogue in it (cold), the others read it."""
+    return tmp_path_factory.mktemp("home")
+
+
+def run_python(code: str, cwd, home) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          env={"PYTHONPATH": str(SRC), "HOME": str(home)}, check=True)
+
+
+def test_reading_commands_never_import_torch(tmp_path, home):
+    """`kdrepro list` and `kdrepro status` build the default setting's registry, here from a cold cache (the
+    catalogue is then built in a child process, not in this one); the second listing reads the summary the
+    first one cached, and lists the same runs in the same order."""
+    code = ("import sys; import kdrepro.assemble; from kdrepro.cli import main; main(['list', 'runs']); print('--');"
+            " main(['list', 'runs']); main(['status']); print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = run_python(code, tmp_path, home).stdout.strip().splitlines()
+    assert out[-1] == "[]" and out[-2].endswith("todo")
+    first = out[:out.index("--")]
+    second = out[out.index("--") + 1:-2 - len(first)]  # then one status line per run, the counts, the modules
+    assert first == second and len(first) > 100
+    assert len(list((home / ".cache/kdrepro/summaries").iterdir())) == 1
+
+
+def test_the_summary_is_used_only_for_its_setting_and_while_the_search_results_are_unchanged(tmp_path, monkeypatch):
+    from kdrepro import summary
+    from kdrepro.assemble import build_registry
+
+    monkeypatch.chdir(tmp_path)
+    config = setting("config")
+    registry = build_registry(config)
+    assert summary.cached(config, tmp_path) is None
+    stored = summary.store(config, registry, tmp_path)
+    assert summary.cached(config, tmp_path) == stored
+    assert list(stored.runs) == list(registry.runs) and stored.papers == registry.papers()
+    assert stored.runs[next(iter(registry.runs))]["epochs"] == next(iter(registry.runs.values())).epochs
+    assert summary.cached(config | {"seeds": [7]}, tmp_path) is None
+    search = next(iter(registry.searches.values())).study
+    search.best_path.parent.mkdir(parents=True)
+    search.best_path.write_text("{}")  # a search finished: its result adds runs
+    assert summary.cached(config, tmp_path) is None
+
+
+def test_the_catalogue_is_what_the_registries_register(tmp_path, home):
+    """The cached facts (built by the first test of the module, else here) equal those of the live registries,
+    which this test process imports, and a new code version is a new cache file."""
+    import kdrepro.losses  # noqa: F401  (registers)
+    import kdrepro.models.zoo  # noqa: F401
+
+    cache = home / ".cache" / "kdrepro"
+    cached = catalog.catalogue(cache)
+    assert catalog.as_json(cached) == catalog.as_json(catalog.REGISTERED)
+    raw = json.loads((cache / f"catalog-{catalog.code_version()[:16]}.json").read_text())
+    assert raw["models"]["plane2"]["options"]["book"] == "str | None" and "fitnet4" in raw["models"]
+    assert raw["losses"]["kd"]["inputs"] == "logits" and "temperature" in raw["losses"]["kd"]["options"]
+    package = tmp_path / "package"
+    for folder in catalog.SOURCES:
+        (package / folder).mkdir(parents=True)
+        (package / folder / "a.py").write_text("x = 1\n")
+    before = catalog.code_version(package)
+    (package / "models" / "a.py").write_text("x = 2\n")
+    assert catalog.code_version(package) != before
+
+
+@pytest.mark.parametrize("hint", ["float", "str | None", "float | list[float] | None", "int", "bool"])
+def test_an_option_type_reads_back_as_written(hint):
+    assert catalog.annotation_text(catalog.annotation(hint)) == hint
+
+
+def test_a_model_registered_in_this_process_is_known_with_the_catalogue(tmp_path, home):
+    """A user's builder (README: register_model) is checked by its own signature, beside the package's."""
+    code = ("from kdrepro.models.registry import register_model\n"
+            "from kdrepro.catalog import check_model_options, list_models, ModelError\n"
+            "@register_model('mynet', family='mynet', depth=3)\n"
+            "def mynet(num_classes: int, in_channels: int, image_size: int, width: float = 1.0): ...\n"
+            "check_model_options('mynet', {'width': 0.5})\n"
+            "try:\n    check_model_options('mynet', {'width': 'wide'})\nexcept ModelError as err:\n    print(err)\n"
+            "print('resnet8' in list_models(), 'mynet' in list_models())\n")
+    out = run_python(code, tmp_path, home).stdout.splitlines()
+    assert out == ["model 'mynet': option width must be a number, got 'wide'", "True True"]
+
+
+def test_a_process_that_registered_the_models_and_losses_checks_specs_without_the_catalogue(tmp_path):
+    """A training job (which imports the registries) validates its spec from what it registered: no child
+    process, no catalogue file, even on a machine where none was built yet."""
+    code = ("import kdrepro.losses, kdrepro.models.zoo\n"
+            "from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec\n"
+            "RunSpec(name='t/s', data=Data('fashion_mnist'), nodes=(Node('student', 'plane2', options={'width': 0.5}),),"
+            " edges=(Edge(LABELS, 'student', 'kd', options={'temperature': 4.0}),), epochs=1, seed=0)\n")
+    run_python(code, tmp_path, tmp_path)
+    assert not list(tmp_path.rglob("catalog-*.json"))
