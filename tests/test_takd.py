@@ -220,7 +220,7 @@ def test_figure_4_plots_each_tas_accuracy_against_its_depth_with_the_accuracy_mi
     through it 70 + the TA's depth / 100."""
     import json
 
-    from kdrepro.models import model_info
+    from kdrepro.catalog import model_info
 
     monkeypatch.chdir(tmp_path)
     registry = build_registry(setting("config"))
