@@ -284,3 +284,10 @@ def test_the_ranking_claims_resample_seeds_and_read_the_ta_the_student_learns_fr
     assert midpoint.verdict == "reproduced" and "the TA nearest the accuracy midpoint is TA=4" in midpoint.evidence
     resnet = claims["the largest teacher is not the best teacher (ResNet, S=resnet8, fashion_mnist)"]
     assert resnet.verdict == "inconclusive: missing runs"  # no ResNet run was fabricated
+
+
+def test_the_paths_figure_renders_before_any_run_has_finished(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs here
+    registry = build_registry(setting("smoke"))
+    registry.targets["takd_paths"].render()
+    assert (tmp_path / "figures/smoke/takd_paths.png").stat().st_size > 0

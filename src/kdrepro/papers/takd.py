@@ -320,8 +320,9 @@ def paths(ax, panel, stat) -> list[dict[str, Any]]:
     bars = ax.barh(frame["path"], frame["mean"], xerr=frame["std"].fillna(0), color=[f"C{k}" for k in frame["assistants"]], capsize=3)
     hatch_not_trained(ax, bars, stats)
     ax.invert_yaxis()
-    low = frame["mean"].min() - 3 * max(frame["std"].fillna(0).max(), 0.5)
-    ax.set_xlim(left=max(low, 0))
+    if frame["mean"].notna().any():  # no finished run yet: matplotlib's default limits
+        low = frame["mean"].min() - 3 * max(frame["std"].fillna(0).max(), 0.5)
+        ax.set_xlim(left=max(low, 0))
     ax.set_xlabel("student test accuracy (%)")
     return rows
 
