@@ -14,7 +14,7 @@ from conftest import REPO, needs_fashion_mnist
 
 from kdrepro import provenance
 from kdrepro.experiments import Registry
-from kdrepro.report.runs_index import runs_target
+from kdrepro.report.runs_index import last_loss, runs_target
 
 RETRAINED_PER_SETTING = 2  # the cheapest runs that need no other run's checkpoint
 
@@ -101,5 +101,5 @@ def test_cheapest_committed_runs_retrain_bit_for_bit(index, setting_file, tmp_pa
         folder = tmp_path / retrained.run_dir(row["run"])
         metrics = json.loads((folder / "metrics.json").read_text())
         again = {"best_test_acc": str(metrics["best_test_acc"]), "final_test_acc": str(metrics["final_test_acc"]),
-                 "final_loss": list(csv.DictReader((folder / "epochs.csv").open()))[-1]["loss"]}
+                 "final_loss": last_loss(folder / "epochs.csv")}
         assert again == {key: row[key] for key in again}, f"{row['run']} (committed at {row['source_commit']})"

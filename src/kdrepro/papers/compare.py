@@ -17,7 +17,7 @@ import pandas as pd
 
 from kdrepro.config import conform
 from kdrepro.experiments import Registry, Target
-from kdrepro.graph import LABELS, Edge, Node, RunSpec, SpecError
+from kdrepro.graph import Edge, Node, RunSpec, SpecError
 from kdrepro.papers.base import Paper
 from kdrepro.papers.takd import TAKD, run_name as takd_run_name
 from kdrepro.paths import EXPERIMENTS_SCHEMA
@@ -51,7 +51,7 @@ class Compare(Paper):
             raise SpecError(f"compare.methods: unknown method {unknown[0]!r}; known: {', '.join(self.methods)} "
                             "(or define it under compare.define)")
         self.pairs: list[tuple[str, str]] = [tuple(pair) for pair in self.settings["pairs"]]
-        self.shown = [BASELINE, *(m for m in self.settings["methods"] if m != BASELINE)] if self.pairs else []
+        self.shown = [BASELINE, *(m for m in self.settings["methods"] if m != BASELINE)]
 
     # -- runs ---------------------------------------------------------------------------------------
     def seed_run(self, text: str, dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]]:
@@ -76,8 +76,8 @@ class Compare(Paper):
         if source:
             frozen = Node("teacher", source[0], self.takd.options(source[0]), frozen_from=takd_run_name(dataset, source, seed))
             nodes = (frozen, *nodes)
-        edges = tuple(Edge(e["source"] if e["source"] == LABELS else "teacher", "student", e["loss"], weight=e.get("weight", 1.0),
-                           options=e.get("options", {})) for e in definition["edges"])
+        edges = tuple(Edge(e["source"], "student", e["loss"], weight=e.get("weight", 1.0), options=e.get("options", {}))
+                      for e in definition["edges"])
         name = f"compare/{dataset}/{teacher}-{student}/{method}/s{seed}"
         specs[name] = replace(base, name=name, nodes=nodes, edges=edges)
         return name, specs

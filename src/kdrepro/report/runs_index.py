@@ -9,12 +9,12 @@ its accuracies and its last epoch's mean loss with this file, digit for digit
 from __future__ import annotations
 
 import csv
-import json
 
 import pandas as pd
 
 from kdrepro.experiments import Registry, Target
 from kdrepro.io import save_text
+from kdrepro.report.results import read_metrics
 
 # metrics.json keys copied as they are; a protocol's key that a run lacks (no validation split) stays empty
 METRICS = ["trained", "not_trained_because", "best_test_acc", "final_test_acc", "test_acc_at_best_val", "best_epoch",
@@ -29,13 +29,12 @@ def last_loss(epochs_csv) -> str:
 
 
 def run_row(registry: Registry, run: str) -> dict | None:
-    folder = registry.run_dir(run)
-    if not (folder / "metrics.json").exists():
+    metrics = read_metrics(registry, run)
+    if metrics is None:
         return None
-    metrics = json.loads((folder / "metrics.json").read_text())
     kernels = metrics.get("kernels", {})
     return ({"run": run} | {key: metrics.get(key) for key in METRICS} | {key: kernels.get(key) for key in KERNELS}
-            | {"final_loss": last_loss(folder / "epochs.csv")})
+            | {"final_loss": last_loss(registry.run_dir(run) / "epochs.csv")})
 
 
 def runs_target(registry: Registry) -> Target:
