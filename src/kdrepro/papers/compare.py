@@ -22,7 +22,7 @@ from kdrepro.papers.base import Paper
 from kdrepro.papers.takd import TAKD, run_name as takd_run_name
 from kdrepro.paths import EXPERIMENTS_SCHEMA
 from kdrepro.report.claims import Claim, compare
-from kdrepro.report.figures import figure_kind
+from kdrepro.report.figures import figure_kind, hatch_not_trained
 from kdrepro.report.tables import TableContent, caption, frame_table
 
 REFERENCES = ("teacher", "scratch")  # the rows every pair has besides its methods
@@ -127,12 +127,12 @@ class Compare(Paper):
 @figure_kind("compare", lambda panel: [template(m, panel["pair"]) for m in panel["methods"]])
 def draw_compare(ax, panel: dict[str, Any], data) -> list[dict[str, Any]]:
     """One horizontal bar per method (mean over seeds, std as error bar); teacher and scratch as lines."""
-    rows = []
     methods = [m for m in panel["methods"] if m not in REFERENCES]
-    for y, method in enumerate(methods):
-        stat = data(template(method, panel["pair"]))
-        ax.barh(y, stat.mean, xerr=0 if stat.n < 2 else stat.std, color="tab:blue", alpha=0.8, capsize=3)
-        rows.append({"method": method, "mean": stat.mean, "std": stat.std, "n": stat.n})
+    stats = [data(template(method, panel["pair"])) for method in methods]
+    bars = ax.barh(range(len(methods)), [s.mean for s in stats], xerr=[0 if s.n < 2 else s.std for s in stats],
+                   color="tab:blue", alpha=0.8, capsize=3)
+    hatch_not_trained(ax, bars, stats)
+    rows = [{"method": method, "mean": s.mean, "std": s.std, "n": s.n} for method, s in zip(methods, stats)]
     for method, style in zip(REFERENCES, ("--", ":")):
         stat = data(template(method, panel["pair"]))
         ax.axvline(stat.mean, color="black", linestyle=style, label=f"{method} {stat.text()}")
