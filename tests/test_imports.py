@@ -11,7 +11,7 @@ PACKAGE = REPO / "src" / "kdrepro"
 # lowest first; a module may import its own layer's modules and the layers below
 LAYERS = [
     ("kdrepro", "kdrepro.io", "kdrepro.paths", "kdrepro.kernels", "kdrepro.provenance", "kdrepro.typecheck", "kdrepro.catalog",
-     "kdrepro.errors"),
+     "kdrepro.errors", "kdrepro.pool"),
     ("kdrepro.models", "kdrepro.data"),
     ("kdrepro.losses",),
     # what to run, checked against the registries below: a run spec, and a setting (its cross-field checks
@@ -23,6 +23,7 @@ LAYERS = [
     ("kdrepro.papers",),
     ("kdrepro.assemble",),
     ("kdrepro.cli",),
+    ("kdrepro.pool_server",),  # the warm trainer runs the command line in its children
 ]
 # Modules that import parts of the package inside functions, on purpose: each CLI command loads only what it
 # uses; FitNets' Table 5 builds and times networks when it renders, which listing runs or rendering any

@@ -93,14 +93,16 @@ def test_a_configfile_replaces_the_default_setting_instead_of_merging_into_it(wo
 
 
 def test_the_settings_fast_paths_reach_every_training_job(workdir):
-    # precision, compile and the CPU instruction set are settings; the train rule hands them to `kdrepro train`
-    # (fp32, no compile; the default setting pins avx2)
+    # precision, compile, the CPU instruction set and the warm trainer are settings; the train rule hands them to
+    # `kdrepro train` (fp32, no compile; the default setting pins avx2 and uses the warm trainer)
     def train_commands(*config):
         run = "results/default/runs/takd/fashion_mnist/plane2/s0/metrics.json"
         out = snakemake(workdir, "-n", "-p", run, *config, "--workflow-profile", "none").stdout
         return [line for line in out.splitlines() if "kdrepro train --spec-json" in line]
 
     plain = train_commands()
-    assert plain and all("--precision fp32 --cpu-isa avx2 --threads" in line for line in plain)
+    assert plain and all("--precision fp32 --cpu-isa avx2 --server --threads" in line for line in plain)
     fast = train_commands("--config", "precision=bf16", "compile=reduce-overhead")
-    assert fast and all("--precision bf16 --compile reduce-overhead --cpu-isa avx2 --threads" in line for line in fast)
+    assert fast and all("--precision bf16 --compile reduce-overhead --cpu-isa avx2 --server --threads" in line for line in fast)
+    own_process = train_commands("--config", "train_server=False")
+    assert own_process and all("--cpu-isa avx2 --threads" in line for line in own_process)

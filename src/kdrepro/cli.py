@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from kdrepro import kernels
+from kdrepro import kernels, pool
 from kdrepro.errors import CheckpointError
 from kdrepro.paths import DEFAULT_SETTING, LOCK, PREVIOUS_RESUME, RESUME
 
@@ -116,6 +116,8 @@ def train_options(args, config: dict | None, setting: str) -> dict:
 def cmd_train(args) -> None:
     config = None if args.spec_json else setting_from(args)
     pin_kernels(args, config)
+    if args.server and (status := pool.hand_over([a for a in args.argv if a != "--server"])) is not None:
+        raise SystemExit(status)
     import torch
 
     from kdrepro.engine import train_run
@@ -331,6 +333,9 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                        help="with --spec-json: import this module first (the setting's `plugins`, whose losses the spec names)")
     train.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a bar")
+    train.add_argument("--server", action="store_true",
+                       help="train in a child of this host's warm trainer (started if none runs; kdrepro.pool): "
+                       "torch imported once per host, not once per run")
     train.set_defaults(func=cmd_train)
 
     lister = with_config(sub.add_parser("list", help="list runs or targets"))
@@ -386,7 +391,9 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--json", help="also write the report here")
     bench.set_defaults(func=cmd_bench)
 
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.command == "train" and bool(args.run) == bool(args.spec_json):
         parser.error("train needs run names or --spec-json")
     if args.command == "search" and not (args.study or args.list):

@@ -21,6 +21,7 @@ SPEED_FLAGS = (
     + (f" --compile {config['compile']}" if config["compile"] else "")
     + (f" --cpu-isa {config['cpu_isa']}" if config["cpu_isa"] else "")
     + "".join(f" --plugin {module}" for module in config["plugins"])
+    + (" --server" if config["train_server"] else "")
 )
 
 
