@@ -107,3 +107,10 @@ def test_a_cancelled_job_stops_its_run_and_leaves_it_resumable(tmp_path, server_
     else:
         pytest.fail("the run went on training after its job was cancelled")
     assert (cwd / "results/default/runs" / RUN / "resume.pt").exists()
+
+
+def test_inside_a_slurm_step_the_run_trains_in_its_own_process(tmp_path, servers, server_env):
+    # a SLURM step ends its processes with it: a server started there would serve one run
+    failed = train(tmp_path / "job", dict(server_env, SLURM_STEP_ID="0"), "--spec-json", "{not json", "--server")
+    assert "inside a SLURM job step" in failed.stderr and "--spec-json is not valid JSON" in failed.stderr
+    assert not list(servers.glob("*/*.sock")) and not list(servers.glob("*/*.log"))

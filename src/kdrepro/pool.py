@@ -123,6 +123,12 @@ def hand_over(argv: list[str]) -> int | None:
     """Runs `kdrepro <argv>` in a child of the warm server, on this process's stdin/stdout/stderr, and
     returns its exit status; None when no server can be reached (the caller then trains itself)."""
     env = dict(os.environ)
+    if "SLURM_STEP_ID" in env:
+        # SLURM's job-step executor runs each job of a bundle as an srun step of its own, and a step's
+        # processes end with it: a server started here would serve this run only
+        print("kdrepro: inside a SLURM job step, which ends its processes with it: training in this process",
+              file=sys.stderr)
+        return None
     conn = connect(env)
     if conn is None:
         return None
