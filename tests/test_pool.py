@@ -40,9 +40,9 @@ def server_env(servers):
                 PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
 
 
-def train(cwd: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+def train(cwd: Path, env: dict, *args: str, **popen) -> subprocess.CompletedProcess:
     cwd.mkdir(exist_ok=True)
-    return subprocess.run(["kdrepro", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(["kdrepro", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, **popen)
 
 
 def without_seconds(epochs_csv: Path) -> list[str]:
@@ -72,7 +72,8 @@ def test_a_run_handed_to_the_warm_trainer_gives_the_bits_of_a_fresh_process_and_
 
 @needs_fashion_mnist
 def test_a_runs_failure_is_the_jobs_exit_status_and_message(tmp_path, server_env):
-    failed = train(tmp_path / "job", server_env, "--spec-json", "{not json", "--server")
+    # with the job's stdin closed, as a batch system may start it
+    failed = train(tmp_path / "job", server_env, "--spec-json", "{not json", "--server", preexec_fn=lambda: os.close(0))
     assert failed.returncode == 1
     assert "--spec-json is not valid JSON" in failed.stderr
     assert "training in this process" not in failed.stderr

@@ -119,9 +119,21 @@ def connect(env: dict[str, str]) -> socket.socket | None:
     return None
 
 
+def fill_standard_streams() -> None:
+    """A job may start with stdin (or more) closed. Then the next file opened would take its number: the
+    server's lock file, handed to the server as fd 0 and replaced there by its stdin. /dev/null fills each
+    closed one first (a new file takes the lowest free number), and is what the run gets as that stream."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)
+
+
 def hand_over(argv: list[str]) -> int | None:
     """Runs `kdrepro <argv>` in a child of the warm server, on this process's stdin/stdout/stderr, and
     returns its exit status; None when no server can be reached (the caller then trains itself)."""
+    fill_standard_streams()
     env = dict(os.environ)
     if "SLURM_STEP_ID" in env:
         # SLURM's job-step executor runs each job of a bundle as an srun step of its own, and a step's
