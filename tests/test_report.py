@@ -9,7 +9,7 @@ import pytest
 
 from kdrepro.experiments import Registry
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec
-from kdrepro.report.claims import (MIN_SEEDS, Claim, claims_figure_target, claims_target, compare, equivalence, paired,
+from kdrepro.report.claims import (MIN_SEEDS, OWN_OUTCOMES, Claim, claims_figure_target, claims_target, compare, equivalence, paired,
                                    ranking)
 from kdrepro.report.figures import errorbar, figure_kind, figure_target
 from kdrepro.report.results import Results, Stat
@@ -90,6 +90,13 @@ def test_a_difference_is_reproduced_when_its_interval_lies_on_the_papers_side():
 def test_a_difference_is_contradicted_when_its_interval_lies_on_the_other_side():
     claim = compare("a beats b", seeded(65.0, 66.0, 64.5), seeded(69.0, 70.0, 68.5))
     assert claim.verdict.startswith("contradicted") and claim.effect.high < 0
+
+
+def test_a_hypothesis_of_the_settings_own_holds_or_fails_instead_of_reproducing():
+    # the method comparison's "X beats KD" is no paper's claim: nothing is reproduced or contradicted
+    above = compare("x beats kd", seeded(71.0, 72.5, 70.2), seeded(69.0, 70.0, 68.5), outcomes=OWN_OUTCOMES)
+    below = compare("x beats kd", seeded(65.0, 66.0, 64.5), seeded(69.0, 70.0, 68.5), outcomes=OWN_OUTCOMES)
+    assert above.verdict == "holds" and below.verdict == "fails: the interval lies below zero"
 
 
 def test_a_difference_is_inconclusive_when_its_interval_contains_zero():

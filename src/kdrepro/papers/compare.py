@@ -21,7 +21,7 @@ from kdrepro.graph import Edge, Node, RunSpec, SpecError
 from kdrepro.papers.base import Paper
 from kdrepro.papers.takd import TAKD, run_name as takd_run_name
 from kdrepro.paths import EXPERIMENTS_SCHEMA
-from kdrepro.report.claims import Claim, compare
+from kdrepro.report.claims import OWN_OUTCOMES, Claim, compare
 from kdrepro.report.figures import figure_kind, hatch_not_trained
 from kdrepro.report.tables import TableContent, caption, frame_table
 
@@ -120,7 +120,7 @@ class Compare(Paper):
 
     def claims(self) -> list[Claim]:
         return [compare(f"{method} beats {BASELINE} ({pair_label(pair)}, {ds})",
-                        self.stat(template(method, pair), ds), self.stat(template(BASELINE, pair), ds))
+                        self.stat(template(method, pair), ds), self.stat(template(BASELINE, pair), ds), outcomes=OWN_OUTCOMES)
                 for ds in self.config["datasets"] for pair in self.pairs for method in self.shown if method != BASELINE]
 
 

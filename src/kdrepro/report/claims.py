@@ -139,9 +139,15 @@ def missing(statement: str, evidence: str, paper: PaperEffect | None) -> Claim:
 
 # -- the three kinds of claim ----------------------------------------------------------------------
 
-def compare(statement: str, better: Stat, other: Stat, paper: PaperEffect | None = None, evidence: str = "") -> Claim:
+PAPER_OUTCOMES = ("reproduced", "contradicted")  # a paper's claim
+OWN_OUTCOMES = ("holds", "fails")  # a hypothesis of the setting's own (the method comparison): nothing to reproduce
+
+
+def compare(statement: str, better: Stat, other: Stat, paper: PaperEffect | None = None, evidence: str = "",
+            outcomes: tuple[str, str] = PAPER_OUTCOMES) -> Claim:
     """The claim that `better` is more accurate than `other`: the paired differences' mean and 95% t interval
-    (`evidence`: what the report shows beside it; by default both cells' summaries)."""
+    (`evidence`: what the report shows beside it; by default both cells' summaries); `outcomes` name the
+    verdicts of an interval above and below zero."""
     evidence = evidence or f"{better.text()} (n={better.n}) vs {other.text()} (n={other.n})"
     if not better.values or not other.values:
         return missing(statement, evidence, paper)
@@ -151,9 +157,9 @@ def compare(statement: str, better: Stat, other: Stat, paper: PaperEffect | None
     verdict = too_few(len(diffs), notes)
     if verdict is None:
         if effect.low > 0:
-            verdict = with_notes("reproduced", notes)
+            verdict = with_notes(outcomes[0], notes)
         elif effect.high < 0:
-            verdict = with_notes("contradicted: the interval lies below zero", notes)
+            verdict = with_notes(f"{outcomes[1]}: the interval lies below zero", notes)
         else:
             verdict = with_notes(f"inconclusive: the {100 * CONFIDENCE:.0f}% interval contains zero", notes)
     return Claim(statement, verdict, evidence, effect, paper, len(diffs), test_images_of([better, other]))
@@ -213,7 +219,9 @@ LEGEND = (
     f"equivalent*, across a bound *inconclusive*. A ranking claim is resampled: {BOOTSTRAP_RESAMPLES} bootstrap "
     f"resamples of the seeds (random seed {BOOTSTRAP_SEED}); the ordering holding in ≥{100 * REPRODUCED_SHARE:.0f}% "
     f"of them is *reproduced*, in ≤{100 * CONTRADICTED_SHARE:.0f}% *contradicted*, else *inconclusive*. Fewer than "
-    f"{MIN_SEEDS} paired seeds is always *inconclusive*. \"paper\" is the paper's own effect in points where "
+    f"{MIN_SEEDS} paired seeds is always *inconclusive*. The method comparison's claims (a method beats KD) are "
+    f"the setting's own hypotheses, not a paper's: *holds* and *fails* stand there for *reproduced* and "
+    f"*contradicted*. \"paper\" is the paper's own effect in points where "
     f"its tables give one (on its dataset), \"–\" where they do not; n is the number of paired seeds; "
     f"\"test images\" the size of the test set each accuracy is measured on (one test image is "
     f"100/test images points)."
@@ -259,8 +267,8 @@ def claims_target(registry: Registry, papers: Mapping[str, ClaimsSource], figure
     return Target("claims", "all", "claims", sorted(registry.runs), [str(path)], render, claims_inputs(papers))
 
 
-VERDICT_COLOURS = {"reproduced": "tab:green", "equivalent": "tab:green", "contradicted": "tab:red",
-                   "not equivalent": "tab:red", "inconclusive": "tab:grey"}  # a claim without an effect is not drawn
+VERDICT_COLOURS = {"reproduced": "tab:green", "holds": "tab:green", "equivalent": "tab:green", "contradicted": "tab:red",
+                   "fails": "tab:red", "not equivalent": "tab:red", "inconclusive": "tab:grey"}  # a claim without an effect is not drawn
 
 
 def claims_figure_target(registry: Registry, papers: Mapping[str, ClaimsSource], name: str = "claims_fig") -> Target:
