@@ -42,6 +42,24 @@ def test_teacher_scratch_and_kd_are_takds_runs_and_each_method_is_its_edges():
     assert claims[0] == "at beats kd (resnet110 → resnet20, fashion_mnist)" and len(claims) == 4
 
 
+def test_dml_trains_a_peer_with_the_student_and_a_ktg_graph_is_given_as_gated_edges():
+    ktg_like = {"description": "a KTG graph: the teacher's KD gated linearly", "edges": [
+        {"source": "labels", "loss": "ce"},
+        {"source": "teacher", "loss": "kd", "gate": "linear", "options": {"temperature": 1.0}}]}
+    registry, _ = assemble(setting("smoke", compare={"pairs": [PAIR], "methods": ["dml", "cc_mmd", "graph"],
+                                                     "define": {"graph": ktg_like}}))
+    dml = registry.runs["compare/fashion_mnist/resnet110-resnet20/dml/s0"]
+    assert [(n.name, n.arch, n.trainable) for n in dml.nodes] == [("teacher", "resnet20", True), ("student", "resnet20", True)]
+    assert {(e.source, e.target, e.loss) for e in dml.edges} == {
+        (LABELS, "student", "ce"), ("teacher", "student", "kd"), (LABELS, "teacher", "ce"), ("student", "teacher", "kd")}
+    assert not dml.dependencies  # nothing pre-trained: both networks start from scratch
+    assert [e.options["kernel"] for e in registry.runs["compare/fashion_mnist/resnet110-resnet20/cc_mmd/s0"].edges if e.loss == "cc"] == ["mmd"]
+    assert [e.gate for e in registry.runs["compare/fashion_mnist/resnet110-resnet20/graph/s0"].edges] == ["through", "linear"]
+    with pytest.raises(SpecError, match="only a peer teacher"):
+        assemble(setting("smoke", compare={"pairs": [PAIR], "methods": ["bad"], "define": {"bad": {
+            "description": "x", "edges": [{"source": "student", "target": "teacher", "loss": "kd"}]}}}))
+
+
 def test_no_pairs_no_targets_and_bad_methods_are_refused_with_the_key():
     registry, _ = assemble(setting("smoke"))
     assert not any(name.startswith("compare") for name in registry.targets)

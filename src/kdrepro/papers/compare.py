@@ -67,16 +67,23 @@ class Compare(Paper):
         return takd_run_name(dataset, chain, seed), specs
 
     def edge_run(self, method: str, teacher: str, student: str, dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]]:
-        """The student trained with the method's edges, from the pair's teacher, its own scratch run or none."""
+        """The student trained with the method's edges, from the pair's teacher, its own scratch run, a peer
+        trained with it, or none."""
         definition = self.methods[method]
-        source = {"pair": [teacher], "self": [student], "none": []}[definition.get("teacher", "pair")]
+        kind = definition.get("teacher", "pair")
+        learners = {edge.get("target", "student") for edge in definition["edges"]}
+        if "teacher" in learners and kind != "peer":
+            raise SpecError(f"compare method {method}: only a peer teacher (teacher: peer) can be an edge's target")
+        source = {"pair": [teacher], "self": [student], "none": [], "peer": []}[kind]
         specs = self.takd.chain_specs(source, dataset, seed) if source else {}
         base = self.takd.chain_specs([student], dataset, seed)[takd_run_name(dataset, [student], seed)]
         nodes = base.nodes
         if source:
-            frozen = Node("teacher", source[0], self.takd.options(source[0]), frozen_from=takd_run_name(dataset, source, seed))
-            nodes = (frozen, *nodes)
-        edges = tuple(Edge(e["source"], "student", e["loss"], weight=e.get("weight", 1.0), options=e.get("options", {}))
+            nodes = (Node("teacher", source[0], self.takd.options(source[0]), frozen_from=takd_run_name(dataset, source, seed)), *nodes)
+        elif kind == "peer":
+            nodes = (Node("teacher", student, self.takd.options(student)), *nodes)
+        edges = tuple(Edge(e["source"], e.get("target", "student"), e["loss"], weight=e.get("weight", 1.0),
+                           gate=e.get("gate", "through"), options=e.get("options", {}), gate_options=e.get("gate_options", {}))
                       for e in definition["edges"])
         name = f"compare/{dataset}/{teacher}-{student}/{method}/s{seed}"
         specs[name] = replace(base, name=name, nodes=nodes, edges=edges)
