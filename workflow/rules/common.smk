@@ -1,5 +1,6 @@
 # The run registry and the paths every rule shares. All logic lives in src/kdrepro.
 import json
+import os
 
 from kdrepro.cluster import (
     estimate_minutes,
@@ -95,3 +96,11 @@ def static_runs(target):
 
 def all_outputs():
     return [path for target in REGISTRY.targets.values() for path in target.outputs]
+
+
+def in_report(target, path):
+    """`snakemake --report` shows each table as HTML, each figure as PNG and the claims report; only
+    what is built, so that a report of the targets built so far works (Snakemake refuses missing files).
+    """
+    shown = path.endswith((".html", ".png")) or target.kind == "claims"
+    return shown and os.path.exists(path)

@@ -37,7 +37,7 @@ for target in REGISTRY.targets.values():
                         subcategory=target.kind,
                         caption="../report/target.rst",
                     )
-                    if path.endswith((".csv", ".png")) or target.kind == "claims"
+                    if in_report(target, path)
                     else path
                 )
                 for path in target.outputs

@@ -31,7 +31,7 @@ from kdrepro.experiments import Registry, Target  # noqa: E402
 from kdrepro.io import atomic_write, save_text  # noqa: E402
 from kdrepro.report.results import Results, Stat  # noqa: E402
 from kdrepro.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_share, mean_interval  # noqa: E402
-from kdrepro.report.tables import TableContent, write_table  # noqa: E402
+from kdrepro.report.tables import TABLE_SUFFIXES, TableContent, write_table  # noqa: E402
 
 CONFIDENCE = 0.95  # of a difference's interval
 EQUIVALENCE_CONFIDENCE = 0.90  # two one-sided tests at 5% each
@@ -309,7 +309,7 @@ def claims_figure_target(registry: Registry, papers: Mapping[str, ClaimsSource],
         plt.close(fig)
         write_table(TableContent(frame, title + ". " + LEGEND), data_base)
 
-    outputs = [str(png), str(pdf)] + [str(data_base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
+    outputs = [str(png), str(pdf)] + [str(data_base.with_suffix(s)) for s in TABLE_SUFFIXES]
     return Target(name, "all", "figure", sorted(registry.runs), outputs, render, claims_inputs(papers))
 
 

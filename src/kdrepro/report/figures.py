@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from kdrepro.experiments import Registry, Target, run_of  # noqa: E402
 from kdrepro.io import atomic_write  # noqa: E402
 from kdrepro.report.results import NOT_TRAINED_MARK, Stat, not_trained_note  # noqa: E402
-from kdrepro.report.tables import RunTemplates, TableContent, caption, write_table  # noqa: E402
+from kdrepro.report.tables import TABLE_SUFFIXES, RunTemplates, TableContent, caption, write_table  # noqa: E402
 
 # kind -> (chains the figure reads per panel, function drawing one panel and returning its data rows)
 FigureKind = tuple[Callable[[dict], list[list[str]]], Callable[..., list[dict[str, Any]]]]
@@ -114,5 +114,5 @@ def figure_target(registry: Registry, name: str, decl: dict[str, Any], templates
         plt.close(fig)
         write_table(TableContent(pd.DataFrame(records), text), data_base)
 
-    outputs = [str(png), str(pdf)] + [str(data_base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
+    outputs = [str(png), str(pdf)] + [str(data_base.with_suffix(s)) for s in TABLE_SUFFIXES]
     return Target(name, results.paper, "figure", runs, outputs, render)

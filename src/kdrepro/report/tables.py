@@ -1,7 +1,8 @@
-"""Declared tables: rows x columns of runs, ours beside the paper's, as CSV, Markdown and LaTeX."""
+"""Declared tables: rows x columns of runs, ours beside the paper's, as CSV, Markdown, LaTeX and HTML."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Protocol
 
@@ -67,7 +68,7 @@ def frame_table(registry: Registry, name: str, paper: str, runs: list[str], cont
         note = not_trained_note(registry, runs)
         write_table(TableContent(frame, f"{text} {note}" if note else text, shown), base)
 
-    outputs = [str(base.with_suffix(s)) for s in (".csv", ".md", ".tex")]
+    outputs = [str(base.with_suffix(s)) for s in TABLE_SUFFIXES]
     return Target(name, paper, "table", sorted({run_of(r) for r in runs}), outputs, render)
 
 
@@ -119,9 +120,12 @@ def wide(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+TABLE_SUFFIXES = (".csv", ".md", ".tex", ".html")  # the HTML is what `snakemake --report` shows
+
+
 def write_table(content: TableContent, base: Path) -> None:
-    """The long CSV (every number), and as Markdown and LaTeX with the caption the `shown` columns (missing
-    values as "–"), or by default the wide table."""
+    """The long CSV (every number), and as Markdown, LaTeX and HTML with the caption the `shown` columns
+    (missing values as "–"), or by default the wide table."""
     frame, text, shown = content
     save_text(frame.to_csv(index=False), base.with_suffix(".csv"))
     if shown:
@@ -133,6 +137,8 @@ def write_table(content: TableContent, base: Path) -> None:
     latex_table = table.map(lambda v: latex_escape(v) if isinstance(v, str) else v).rename(columns=latex_escape)
     latex = latex_table.to_latex(index=False, caption=latex_escape(text), label=f"tab:{base.stem}")
     save_text(latex, base.with_suffix(".tex"))
+    page = f"<h3>{html.escape(base.stem)}</h3>\n<p>{html.escape(text)}</p>\n{table.to_html(index=False, na_rep='–')}\n"
+    save_text(page, base.with_suffix(".html"))
 
 
 LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
