@@ -114,6 +114,42 @@ def train_options(args, config: dict | None, setting: str) -> dict:
             "compile_mode": compile_mode}
 
 
+def spec_from_flag(value: str):
+    """--spec-json's run spec: the JSON itself or, where the value names an existing file, the JSON in that file.
+    Every error is one line, and names the file where there is one."""
+    from kdrepro.graph import RunSpec, SpecError
+
+    if not os.path.exists(value):  # os.path: a spec's JSON, too long to be a file name, is then no file rather than an error
+        try:
+            return RunSpec.from_dict(json.loads(value))
+        except json.JSONDecodeError as err:
+            # a spec's JSON is an object: anything else was meant as a file name
+            what = "" if value.lstrip().startswith("{") else f", nor an existing file ({os.path.abspath(value)})"
+            raise SystemExit(f"kdrepro: --spec-json is not valid JSON ({err}){what}") from None
+    try:
+        return RunSpec.from_dict(json.loads(Path(value).read_text()))
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"kdrepro: --spec-json file {value} is not valid JSON: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SystemExit(f"kdrepro: --spec-json file {value} cannot be read: {err}") from None
+    except SpecError as err:
+        raise SystemExit(f"kdrepro: --spec-json file {value}: {err}") from None
+
+
+def check_order(runs: list[str], registry) -> None:
+    """`train` trains its runs in the order given: each run's dependencies must be trained already or named
+    before it. One line names every run to train (or name) first."""
+    problems = []
+    for i, run in enumerate(runs):
+        for dep in registry.runs[run].dependencies:
+            if dep in runs[:i] or (registry.run_dir(dep) / "checkpoint.pt").exists():
+                continue
+            where = "named after it" if dep in runs[i + 1:] else "not trained yet"
+            problems.append(f"run {run} needs {dep}, {where}: name {dep} before {run}")
+    if problems:
+        raise SystemExit(f"kdrepro: {'; '.join(problems)} (or use snakemake, which trains every run a target needs)")
+
+
 def cmd_train(args) -> None:
     config = None if args.spec_json else setting_from(args)
     pin_kernels(args, config)
@@ -122,27 +158,20 @@ def cmd_train(args) -> None:
     import torch
 
     from kdrepro.engine import train_run
-    from kdrepro.graph import RunSpec
 
     if args.spec_json:
         from kdrepro import config as settings
 
         settings.import_plugins(args.plugin)
-        try:
-            raw = json.loads(args.spec_json)
-        except json.JSONDecodeError as err:
-            raise SystemExit(f"kdrepro: --spec-json is not valid JSON: {err}") from None
-        specs, setting = [RunSpec.from_dict(raw)], args.setting
+        specs, setting = [spec_from_flag(args.spec_json)], args.setting
     else:
         registry = registry_from(args, config)
         for run in args.run:
             if run not in registry.runs:
                 close = [r for r in registry.runs if run in r][:10]
                 raise SystemExit(f"kdrepro: no run named {run!r}" + (f"; did you mean: {', '.join(close)}" if close else ""))
+        check_order(args.run, registry)
         specs, setting = [registry.runs[r] for r in args.run], registry.setting
-        missing = sorted({d for spec in specs for d in spec.dependencies if not (registry.run_dir(d) / "checkpoint.pt").exists()})
-        if missing:
-            raise SystemExit(f"kdrepro: {', '.join(args.run)} need these runs first: {', '.join(missing)} (or use snakemake)")
     torch.set_num_threads(args.threads)
     runs_root = Path("results") / setting / "runs"
     options = train_options(args, config, setting) | {"setting": setting, "progress": False if args.no_progress else None}
@@ -381,9 +410,10 @@ def main(argv: list[str] | None = None) -> None:
         return p
 
     train = with_config(sub.add_parser("train", help="train one run by name"))
-    train.add_argument("run", nargs="*", help="run names (see `kdrepro list runs`), trained one after another")
+    train.add_argument("run", nargs="*", help="run names (see `kdrepro list runs`), trained one after another: "
+                       "a run's dependencies must be trained already or named before it")
     train.add_argument("--stack", action="store_true", help="train the runs (one graph, other seeds) as one stacked model")
-    train.add_argument("--spec-json", help="the run spec itself (what the workflow passes)")
+    train.add_argument("--spec-json", metavar="JSON|FILE", help="the run spec itself (what the workflow passes), or a file holding it")
     train.add_argument("--setting", default="default", help="setting name, with --spec-json")
     train.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                        help="with --spec-json: import this module first (the setting's `plugins`, whose losses the spec names)")
