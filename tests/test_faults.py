@@ -303,6 +303,55 @@ def test_bad_config_files_name_file_and_line(tmp_path, content, message):
         cli.main(["train", "takd/fashion_mnist/plane2/s0", "--configfile", str(tmp_path / "bad.yaml")])
 
 
+def test_spec_json_takes_the_spec_or_a_file_holding_it(tmp_path):
+    spec = tiny(epochs=1)
+    (tmp_path / "spec.json").write_text(spec.to_json())
+    assert cli.spec_from_flag(str(tmp_path / "spec.json")) == cli.spec_from_flag(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda path: path.write_text('{"name": "t/reference",'), "--spec-json file {path} is not valid JSON: Expecting"),
+    (lambda path: path.write_bytes(b"\xff\xfe{}"), "--spec-json file {path} cannot be read: 'utf-8' codec can't decode"),
+    (lambda path: path.mkdir(), "--spec-json file {path} cannot be read: [Errno 21] Is a directory"),
+    (lambda path: path.write_text(tiny().to_json().replace('"epochs"', '"epoch"')), "--spec-json file {path}: run spec t/reference: unknown key epoch"),
+    (lambda path: None, "--spec-json is not valid JSON (Expecting value: line 1 column 1 (char 0)), nor an existing file ({path})"),
+], ids=["invalid JSON", "not text", "a directory", "a spec error", "no such file"])
+def test_a_bad_spec_json_file_is_one_line_naming_it(tmp_path, make, message, capsys):
+    path = tmp_path / "spec.json"
+    make(path)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "--spec-json", str(path), "--setting", "t"])
+    assert str(stop.value).startswith("kdrepro: " + message.format(path=path)) and "\n" not in str(stop.value)
+
+
+TEACHER_RUN, STUDENT_RUN = "takd/fashion_mnist/plane10/s0", "takd/fashion_mnist/plane10-plane2/s0"
+# a tiny default setting, unpinned (this process's environment stays as it is)
+TINY_SETTING = ["--config", "data.train_subset=200", "--config", "data.test_subset=100", "--config", "takd.epochs=1",
+                "--config", "cpu_isa=null"]
+
+
+@pytest.mark.parametrize("runs,message", [
+    ([STUDENT_RUN], f"run {STUDENT_RUN} needs {TEACHER_RUN}, not trained yet: name {TEACHER_RUN} before {STUDENT_RUN}"),
+    ([STUDENT_RUN, TEACHER_RUN], f"run {STUDENT_RUN} needs {TEACHER_RUN}, named after it: name {TEACHER_RUN} before {STUDENT_RUN}"),
+], ids=["not named", "named after it"])
+def test_train_refuses_a_run_whose_dependency_it_would_not_train_first(tmp_path, monkeypatch, runs, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        cli.main(["train", *runs, *TINY_SETTING])
+    assert not (tmp_path / "results").exists()
+
+
+@needs_fashion_mnist
+def test_train_trains_a_teacher_named_before_its_student(tmp_path):
+    """`kdrepro train TEACHER STUDENT`: the student's dependency is trained first, by the same command."""
+    proc = subprocess.run([sys.executable, "-m", "kdrepro.cli", "train", TEACHER_RUN, STUDENT_RUN, *TINY_SETTING, "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["run"] for line in proc.stdout.splitlines()] == [TEACHER_RUN, STUDENT_RUN]
+    student = json.loads((tmp_path / "results/default/runs" / STUDENT_RUN / "spec.json").read_text())
+    assert [n.get("frozen_from") for n in student["nodes"]] == [TEACHER_RUN, None]
+
+
 # -- 4. divergence is recorded ----------------------------------------------------------------------
 @needs_fashion_mnist
 @pytest.mark.parametrize("lr", [10.0, 1e3, 1e6])

@@ -40,6 +40,86 @@ def test_reading_commands_never_import_torch(tmp_path, home):
     assert len(list((home / ".cache/kdrepro/summaries").iterdir())) == 1
 
 
+def listings(code: str, cwd, home) -> dict[str, list[str]]:
+    """What `code` printed, by the sections it opened with lines "== name"; the last line, the torch modules
+    it imported, as section "modules"."""
+    out: dict[str, list[str]] = {}
+    for line in run_python(code + "print('== modules'); print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))",
+                           cwd, home).stdout.splitlines():
+        if line.startswith("== "):
+            section = out.setdefault(line[3:], [])
+        else:
+            section.append(line)
+    return out
+
+
+def test_list_shows_models_losses_datasets_and_methods_without_torch(tmp_path, home):
+    """Each listing names what the catalogue, the datasets' published facts and compare.yaml hold; a method of
+    the setting's compare.define is listed after compare.yaml's, and only where the setting builds the comparison."""
+    own = "compare.define.mine={description: 'my own method', edges: [{source: labels, loss: ce}]}"
+    code = ("import sys; from kdrepro.cli import main\n"
+            "for what in ('models', 'losses', 'datasets', 'methods'): print('==', what); main(['list', what])\n"
+            f"print('== own'); main(['list', 'methods', '--config', {own!r}])\n"
+            f"print('== own without compare'); main(['list', 'methods', '--config', {own!r}, '--config', 'experiments=[takd]'])\n")
+    out = listings(code, tmp_path, home)
+    assert out["modules"] == ["[]"]
+    models = {line.split()[0]: line.split() for line in out["models"]}
+    assert models["resnet8"][1:5] == ["family", "resnet", "depth", "8"] and "width" in " ".join(models["plane10"])
+    losses = {tuple(line.split()[:2]): line for line in out["losses"]}
+    assert "reads logits" in losses["loss", "kd"] and "temperature" in losses["loss", "kd"]
+    assert "(whole batch)" in losses["loss", "rkd"] and "start, end" in losses["gate", "linear_decay"]
+    datasets = {line.split()[0]: line for line in out["datasets"]}
+    assert "100 classes, 3 channel(s), 32x32, 50000 train / 10000 test images" in datasets["cifar100"]
+    assert f"your own images: none at {home}/.cache/kdrepro/image_folder; set data.roots.image_folder" in datasets["image_folder"]
+    methods = {line.split()[0]: line for line in out["methods"]}
+    assert "decoupled KD" in methods["dkd"] and "tfkd_self" in methods and "mine" not in methods
+    assert out["own"][:-1] == out["methods"] and out["own"][-1].split(None, 1) == ["mine", "my own method"]
+    assert out["own without compare"] == out["methods"]
+
+
+def test_list_datasets_counts_the_settings_image_folder(tmp_path, capsys):
+    from PIL import Image
+
+    from kdrepro.cli import main
+
+    root = tmp_path / "images"
+    for split, count in (("train", 3), ("test", 1)):
+        for label in ("cat", "dog"):
+            (root / split / label).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (12, 12)).save(root / split / label / f"{i}.png")
+    main(["list", "datasets", "--config", f"data.roots.image_folder={root}"])
+    main(["list", "datasets", "--config", f"data.roots.image_folder={tmp_path / 'none'}"])
+    found, missing = [line for line in capsys.readouterr().out.splitlines() if line.startswith("image_folder")]
+    assert found.split(None, 1)[1] == f"2 classes, 3 channel(s), 12x12, 6 train / 2 test images (at {root})"
+    assert f"none at {tmp_path / 'none'}; set data.roots.image_folder to a folder of train/ and test/" in missing
+
+
+def test_status_tells_a_run_of_another_configuration_from_a_done_one(tmp_path, home):
+    """A finished run whose metrics.json records another config hash is what `train` refuses: status says so, and
+    what to do, and counts it apart from the done runs."""
+    from kdrepro.assemble import build_registry
+    from kdrepro.engine.train import finished_metrics
+    from kdrepro.errors import TrainingError
+
+    runs = build_registry(setting("config")).runs
+    done, stale = runs["takd/fashion_mnist/plane10/s0"], runs["takd/fashion_mnist/plane2/s0"]
+    for spec, config_hash in ((done, done.config_hash), (stale, "0123456789abcdef")):
+        run_dir = tmp_path / "results/default/runs" / spec.name
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_text(json.dumps({"config_hash": config_hash, "best_test_acc": 80.0,
+                                                          "final_test_acc": 79.5, "wall_seconds": 12.0}))
+    with pytest.raises(TrainingError, match="another configuration"):
+        finished_metrics(stale, tmp_path / "results/default/runs" / stale.name)
+    out = run_python("from kdrepro.cli import main; main(['status', 'takd/fashion_mnist/plane'])", tmp_path, home).stdout.splitlines()
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in out[:-1]}
+    assert lines[done.name].startswith("done      best 80.00  final 79.50")
+    assert lines[stale.name] == (f"stale     finished as another configuration (0123456789abcdef, this setting's is {stale.config_hash}): "
+                                 f"`kdrepro train` refuses to overwrite it; remove results/default/runs/{stale.name} "
+                                 "or give the setting another name")
+    assert out[-1] == f"1 done, 1 stale, 0 partial, {len(lines) - 2} todo"
+
+
 def test_the_summary_is_used_only_for_its_setting_and_while_the_search_results_are_unchanged(tmp_path, monkeypatch):
     from kdrepro import summary
     from kdrepro.assemble import build_registry
@@ -51,7 +131,9 @@ def test_the_summary_is_used_only_for_its_setting_and_while_the_search_results_a
     stored = summary.store(config, registry, tmp_path)
     assert summary.cached(config, tmp_path) == stored
     assert list(stored.runs) == list(registry.runs) and stored.papers == registry.papers()
-    assert stored.runs[next(iter(registry.runs))]["epochs"] == next(iter(registry.runs.values())).epochs
+    first = next(iter(registry.runs.values()))
+    assert stored.runs[first.name]["epochs"] == first.epochs and stored.runs[first.name]["config_hash"] == first.config_hash
+    assert list(stored.methods) == list(registry.experiments["compare"]["methods"])
     assert summary.cached(config | {"seeds": [7]}, tmp_path) is None
     search = next(iter(registry.searches.values())).study
     search.best_path.parent.mkdir(parents=True)

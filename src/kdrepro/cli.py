@@ -1,10 +1,11 @@
-"""The `kdrepro` command line: train a run, list runs and targets, render a target, show status, verify files.
+"""The `kdrepro` command line: train runs, list runs, targets, models, losses, datasets or methods, render a target, show status, verify files.
 
 It reads config/ and workflow/schemas/ of the repository it is installed from (kdrepro.paths) and writes
 under the working directory's results/, as Snakemake does. Each command imports what it needs inside
 itself, so that a command starts without loading what only the others use (start-up time): `list` and
-`status` read a cached summary of the registry (kdrepro.summary), and no command imports torch unless it
-trains, searches, verifies checkpoints, benchmarks or renders FitNets' tables (which build networks).
+`status` read a cached summary of the registry (kdrepro.summary), the cached catalogue of models and losses
+(kdrepro.catalog) or the datasets' published facts (kdrepro.data.meta), and no command imports torch unless
+it trains, searches, verifies checkpoints, benchmarks or renders FitNets' tables (which build networks).
 """
 
 from __future__ import annotations
@@ -73,12 +74,12 @@ def registry_from(args, config: dict | None = None):
     return build_registry(config or setting_from(args))
 
 
-def summary_from(args):
-    """The runs and targets that list and status show: cached by the setting's content and the code version
-    (kdrepro.summary), the registry built only on a miss."""
+def summary_from(args, config: dict | None = None):
+    """The runs, targets and methods that list and status show: cached by the setting's content and the code
+    version (kdrepro.summary), the registry built only on a miss."""
     from kdrepro import summary
 
-    config = setting_from(args)
+    config = config or setting_from(args)
     return summary.cached(config) or summary.store(config, registry_from(args, config))
 
 
@@ -113,6 +114,42 @@ def train_options(args, config: dict | None, setting: str) -> dict:
             "compile_mode": compile_mode}
 
 
+def spec_from_flag(value: str):
+    """--spec-json's run spec: the JSON itself or, where the value names an existing file, the JSON in that file.
+    Every error is one line, and names the file where there is one."""
+    from kdrepro.graph import RunSpec, SpecError
+
+    if not os.path.exists(value):  # os.path: a spec's JSON, too long to be a file name, is then no file rather than an error
+        try:
+            return RunSpec.from_dict(json.loads(value))
+        except json.JSONDecodeError as err:
+            # a spec's JSON is an object: anything else was meant as a file name
+            what = "" if value.lstrip().startswith("{") else f", nor an existing file ({os.path.abspath(value)})"
+            raise SystemExit(f"kdrepro: --spec-json is not valid JSON ({err}){what}") from None
+    try:
+        return RunSpec.from_dict(json.loads(Path(value).read_text()))
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"kdrepro: --spec-json file {value} is not valid JSON: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SystemExit(f"kdrepro: --spec-json file {value} cannot be read: {err}") from None
+    except SpecError as err:
+        raise SystemExit(f"kdrepro: --spec-json file {value}: {err}") from None
+
+
+def check_order(runs: list[str], registry) -> None:
+    """`train` trains its runs in the order given: each run's dependencies must be trained already or named
+    before it. One line names every run to train (or name) first."""
+    problems = []
+    for i, run in enumerate(runs):
+        for dep in registry.runs[run].dependencies:
+            if dep in runs[:i] or (registry.run_dir(dep) / "checkpoint.pt").exists():
+                continue
+            where = "named after it" if dep in runs[i + 1:] else "not trained yet"
+            problems.append(f"run {run} needs {dep}, {where}: name {dep} before {run}")
+    if problems:
+        raise SystemExit(f"kdrepro: {'; '.join(problems)} (or use snakemake, which trains every run a target needs)")
+
+
 def cmd_train(args) -> None:
     config = None if args.spec_json else setting_from(args)
     pin_kernels(args, config)
@@ -121,27 +158,20 @@ def cmd_train(args) -> None:
     import torch
 
     from kdrepro.engine import train_run
-    from kdrepro.graph import RunSpec
 
     if args.spec_json:
         from kdrepro import config as settings
 
         settings.import_plugins(args.plugin)
-        try:
-            raw = json.loads(args.spec_json)
-        except json.JSONDecodeError as err:
-            raise SystemExit(f"kdrepro: --spec-json is not valid JSON: {err}") from None
-        specs, setting = [RunSpec.from_dict(raw)], args.setting
+        specs, setting = [spec_from_flag(args.spec_json)], args.setting
     else:
         registry = registry_from(args, config)
         for run in args.run:
             if run not in registry.runs:
                 close = [r for r in registry.runs if run in r][:10]
                 raise SystemExit(f"kdrepro: no run named {run!r}" + (f"; did you mean: {', '.join(close)}" if close else ""))
+        check_order(args.run, registry)
         specs, setting = [registry.runs[r] for r in args.run], registry.setting
-        missing = sorted({d for spec in specs for d in spec.dependencies if not (registry.run_dir(d) / "checkpoint.pt").exists()})
-        if missing:
-            raise SystemExit(f"kdrepro: {', '.join(args.run)} need these runs first: {', '.join(missing)} (or use snakemake)")
     torch.set_num_threads(args.threads)
     runs_root = Path("results") / setting / "runs"
     options = train_options(args, config, setting) | {"setting": setting, "progress": False if args.no_progress else None}
@@ -193,15 +223,64 @@ def cmd_bench(args) -> None:
     bench(args)
 
 
+def list_runs(args, config: dict) -> None:
+    for name, run in summary_from(args, config).runs.items():
+        deps = f"  <- {', '.join(run['dependencies'])}" if run["dependencies"] else ""
+        print(f"{name}{deps}")
+
+
+def list_targets(args, config: dict) -> None:
+    for paper, names in summary_from(args, config).papers.items():
+        print(f"{paper}: {' '.join(names)}")
+
+
+def list_models(args, config: dict) -> None:
+    from kdrepro import catalog
+
+    for name in catalog.list_models():
+        facts = catalog.model_facts(name)
+        print(f"{name:22s} family {facts.family:16s} depth {facts.depth:<4d} options: {', '.join(facts.options) or 'none'}")
+
+
+def list_losses(args, config: dict) -> None:
+    from kdrepro import catalog
+
+    for kind in ("loss", "gate"):
+        for name, facts in sorted(catalog.facts_of(kind).items()):
+            # a gate scales an edge's loss: what it reads is that loss's business
+            reads = f"reads {facts.inputs}{' (whole batch)' if facts.batch else ''}" if kind == "loss" else ""
+            print(f"{kind} {name:18s} {reads:32s} options: {', '.join(facts.options) or 'none'}")
+
+
+def list_datasets(args, config: dict) -> None:
+    from kdrepro.data.meta import PUBLISHED, dataset_meta, default_root
+
+    def line(meta) -> str:
+        return (f"{meta.num_classes:3d} classes, {meta.channels} channel(s), {meta.size}x{meta.size}, "
+                f"{meta.train} train / {meta.test} test images")
+
+    for name, meta in PUBLISHED.items():
+        print(f"{name:14s} {line(meta)}")
+    # the user's own images, where the setting (else the loader's default) says they are
+    root = config["data"]["roots"].get("image_folder") or default_root("image_folder")
+    meta = dataset_meta("image_folder", root)
+    print(f"{'image_folder':14s} " + (f"{line(meta)} (at {root})" if meta else
+                                      f"your own images: none at {root}; set data.roots.image_folder to a folder of "
+                                      "train/ and test/, one folder per class in each"))
+
+
+def list_methods(args, config: dict) -> None:
+    for name, description in summary_from(args, config).methods.items():
+        print(f"{name:12s} {description}")
+
+
+LISTINGS = {"runs": list_runs, "targets": list_targets, "models": list_models, "losses": list_losses,
+            "datasets": list_datasets, "methods": list_methods}
+
+
 def cmd_list(args) -> None:
-    listing = summary_from(args)
-    if args.what == "runs":
-        for name, run in listing.runs.items():
-            deps = f"  <- {', '.join(run['dependencies'])}" if run["dependencies"] else ""
-            print(f"{name}{deps}")
-    else:
-        for paper, names in listing.papers.items():
-            print(f"{paper}: {' '.join(names)}")
+    # the setting first, for every listing: its plugins register their models and losses, it names the image folder
+    LISTINGS[args.what](args, setting_from(args))
 
 
 def cmd_render(args) -> None:
@@ -236,22 +315,27 @@ def resume_progress(run_dir: Path, epochs: int) -> str | None:
     return None
 
 
+def run_state(run_dir: Path, run: dict) -> tuple[str, str]:
+    """What `kdrepro status` says of a run of the summary (kdrepro.summary): its count and its line."""
+    if (run_dir / "metrics.json").exists():
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        if metrics["config_hash"] != run["config_hash"]:  # what train's finished_metrics (kdrepro.engine.train) refuses
+            return "stale", (f"stale     finished as another configuration ({metrics['config_hash']}, this setting's is "
+                             f"{run['config_hash']}): `kdrepro train` refuses to overwrite it; remove {run_dir} "
+                             "or give the setting another name")
+        return "done", f"done      best {metrics['best_test_acc']:.2f}  final {metrics['final_test_acc']:.2f}  {metrics['wall_seconds']:.0f}s"
+    partial = resume_progress(run_dir, run["epochs"])
+    return ("todo", "todo") if partial is None else ("partial", partial)
+
+
 def cmd_status(args) -> None:
     registry = summary_from(args)
-    counts = {"done": 0, "partial": 0, "todo": 0}
-    for name in registry.runs:
+    counts = dict.fromkeys(("done", "stale", "partial", "todo"), 0)
+    for name, run in registry.runs.items():
         if args.pattern and args.pattern not in name:
             continue
-        run_dir = registry.run_dir(name)
-        if (run_dir / "metrics.json").exists():
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            state = f"done      best {metrics['best_test_acc']:.2f}  final {metrics['final_test_acc']:.2f}  {metrics['wall_seconds']:.0f}s"
-            counts["done"] += 1
-        elif (partial := resume_progress(run_dir, registry.runs[name]["epochs"])) is not None:
-            state = partial
-            counts["partial"] += 1
-        else:
-            state, counts["todo"] = "todo", counts["todo"] + 1
+        count, state = run_state(registry.run_dir(name), run)
+        counts[count] += 1
         print(f"{name:60s} {state}")
     print(", ".join(f"{v} {k}" for k, v in counts.items()))
 
@@ -326,9 +410,10 @@ def main(argv: list[str] | None = None) -> None:
         return p
 
     train = with_config(sub.add_parser("train", help="train one run by name"))
-    train.add_argument("run", nargs="*", help="run names (see `kdrepro list runs`), trained one after another")
+    train.add_argument("run", nargs="*", help="run names (see `kdrepro list runs`), trained one after another: "
+                       "a run's dependencies must be trained already or named before it")
     train.add_argument("--stack", action="store_true", help="train the runs (one graph, other seeds) as one stacked model")
-    train.add_argument("--spec-json", help="the run spec itself (what the workflow passes)")
+    train.add_argument("--spec-json", metavar="JSON|FILE", help="the run spec itself (what the workflow passes), or a file holding it")
     train.add_argument("--setting", default="default", help="setting name, with --spec-json")
     train.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                        help="with --spec-json: import this module first (the setting's `plugins`, whose losses the spec names)")
@@ -338,15 +423,16 @@ def main(argv: list[str] | None = None) -> None:
                        "torch imported once per host, not once per run")
     train.set_defaults(func=cmd_train)
 
-    lister = with_config(sub.add_parser("list", help="list runs or targets"))
-    lister.add_argument("what", choices=["runs", "targets"])
+    lister = with_config(sub.add_parser("list", help="list runs, targets, models, losses, datasets or comparison methods"))
+    lister.add_argument("what", choices=list(LISTINGS), help="runs and targets of the setting; the models, losses and "
+                        "gates, datasets and comparison methods (config/experiments/compare.yaml, compare.define) it may name")
     lister.set_defaults(func=cmd_list)
 
     render = with_config(sub.add_parser("render", help="render tables/figures/claims from finished runs"))
     render.add_argument("target", nargs="*", help="target names (default: all)")
     render.set_defaults(func=cmd_render)
 
-    status = with_config(sub.add_parser("status", help="show which runs are done, partial or to do"))
+    status = with_config(sub.add_parser("status", help="show which runs are done, stale (another configuration), partial or to do"))
     status.add_argument("pattern", nargs="?", help="only runs whose name contains this")
     status.set_defaults(func=cmd_status)
 

@@ -1,11 +1,12 @@
 """What `kdrepro list` and `kdrepro status` read of a setting's registry, cached across invocations.
 
-Building a registry loads every paper and the report code (pandas, matplotlib); listing runs and showing
-their status needs only the runs' names, dependencies and epochs and the papers' target names. Those are
-written once per setting content, code version and working directory to a JSON file under the user cache:
-the key hashes the validated setting, the package's source files, the experiment files, the published values,
-the schemas and the working directory. A search that has finished adds runs, so each summary also records
-the result files of the setting's searches and is used only while they are as they were.
+Building a registry loads every paper and the report code (pandas, matplotlib); listing runs and methods
+and showing the runs' status needs only the runs' names, dependencies, epochs and config hashes, the papers'
+target names and the comparison's method descriptions. Those are written once per setting content, code
+version and working directory to a JSON file under the user cache: the key hashes the validated setting, the
+package's source files, the experiment files, the published values, the schemas and the working directory. A
+search that has finished adds runs, so each summary also records the result files of the setting's searches
+and is used only while they are as they were.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ SOURCES = [(PACKAGE, "**/*.py"), (EXPERIMENTS, "*.yaml"), (PAPER_VALUES, "*.yaml
 @dataclass(frozen=True)
 class Summary:
     setting: str
-    runs: dict[str, dict[str, Any]]  # run -> {"dependencies": [...], "epochs": n}, in the registry's order
+    runs: dict[str, dict[str, Any]]  # run -> {"dependencies": [...], "epochs": n, "config_hash": h}, in the registry's order
     papers: dict[str, list[str]]  # paper -> its targets
+    methods: dict[str, str]  # comparison method -> its description: compare.yaml's, then the setting's compare.define
     watched: dict[str, str | None]  # a search result file (absolute) -> its sha256 when summarised (None: absent)
 
     def run_dir(self, run: str) -> Path:
@@ -50,10 +52,19 @@ def key(config: dict[str, Any]) -> str:
 def summarise(registry: Registry) -> Summary:
     return Summary(
         setting=registry.setting,
-        runs={name: {"dependencies": spec.dependencies, "epochs": spec.epochs} for name, spec in registry.runs.items()},
+        runs={name: {"dependencies": spec.dependencies, "epochs": spec.epochs, "config_hash": spec.config_hash}
+              for name, spec in registry.runs.items()},
         papers=registry.papers(),
+        methods={name: method["description"] for name, method in comparison_methods(registry).items()},
         watched={str(s.study.best_path.resolve()): file_hash(s.study.best_path) for s in registry.searches.values()},
     )
+
+
+def comparison_methods(registry: Registry) -> dict[str, dict[str, Any]]:
+    """The methods a comparison may name. The setting's `compare.define` counts only where the setting builds
+    the comparison: only then are its methods checked (kdrepro.papers.compare), their descriptions present."""
+    own = registry.config["compare"]["define"] if "compare" in registry.config["experiments"] else {}
+    return {**registry.experiments["compare"]["methods"], **own}
 
 
 def path_for(config: dict[str, Any], cache: Path) -> Path:
@@ -66,8 +77,8 @@ def cached(config: dict[str, Any], cache: Path = USER_CACHE) -> Summary | None:
     if not path.exists():
         return None
     raw = json.loads(path.read_text())
-    # runs and papers are stored as pairs: the file's keys are sorted, the registry's order is kept
-    summary = Summary(raw["setting"], dict(raw["runs"]), dict(raw["papers"]), raw["watched"])
+    # runs, papers and methods are stored as pairs: the file's keys are sorted, the registry's order is kept
+    summary = Summary(raw["setting"], dict(raw["runs"]), dict(raw["papers"]), dict(raw["methods"]), raw["watched"])
     if any(file_hash(Path(p)) != sha for p, sha in summary.watched.items()):
         return None
     return summary
@@ -77,5 +88,5 @@ def store(config: dict[str, Any], registry: Registry, cache: Path = USER_CACHE) 
     summary = summarise(registry)
     path = path_for(config, cache)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_json(asdict(summary) | {"runs": list(summary.runs.items()), "papers": list(summary.papers.items())}, path)
+    save_json(asdict(summary) | {name: list(getattr(summary, name).items()) for name in ("runs", "papers", "methods")}, path)
     return summary
