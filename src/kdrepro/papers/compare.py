@@ -37,6 +37,12 @@ def pair_label(pair: tuple[str, str]) -> str:
     return f"{pair[0]} → {pair[1]}"
 
 
+def edges_of(declared: list[dict[str, Any]]) -> tuple[Edge, ...]:
+    """A method's edges as the schema gives them (the student learns unless an edge names its target)."""
+    return tuple(Edge(e["source"], e.get("target", "student"), e["loss"], weight=e.get("weight", 1.0), gate=e.get("gate", "through"),
+                      options=e.get("options", {}), gate_options=e.get("gate_options", {})) for e in declared)
+
+
 class Compare(Paper):
     name = "compare"
 
@@ -82,11 +88,14 @@ class Compare(Paper):
             nodes = (Node("teacher", source[0], self.takd.options(source[0]), frozen_from=takd_run_name(dataset, source, seed)), *nodes)
         elif kind == "peer":
             nodes = (Node("teacher", student, self.takd.options(student)), *nodes)
-        edges = tuple(Edge(e["source"], e.get("target", "student"), e["loss"], weight=e.get("weight", 1.0),
-                           gate=e.get("gate", "through"), options=e.get("options", {}), gate_options=e.get("gate_options", {}))
-                      for e in definition["edges"])
         name = f"compare/{dataset}/{teacher}-{student}/{method}/s{seed}"
-        specs[name] = replace(base, name=name, nodes=nodes, edges=edges)
+        if "init_stage" in definition:  # FitNets' two stages: the hint run's layers start the method's student
+            stage = definition["init_stage"]
+            first = f"compare/{dataset}/{teacher}-{student}/{method}-stage1/s{seed}"
+            specs[first] = replace(base, name=first, nodes=nodes, edges=edges_of(stage["edges"]))
+            nodes = tuple(replace(n, init_from=first, init_layers=tuple(stage["layers"])) if n.name == "student" else n
+                          for n in nodes)
+        specs[name] = replace(base, name=name, nodes=nodes, edges=edges_of(definition["edges"]))
         return name, specs
 
     # -- targets ------------------------------------------------------------------------------------
