@@ -5,6 +5,7 @@
 from snakemake.utils import min_version
 
 from kdrepro.config import validate as validate_setting
+from kdrepro.data.folders import export_roots as export_data_roots
 
 min_version("9.0")
 
@@ -17,6 +18,9 @@ if not workflow.overwrite_configfiles:
 
 # unknown keys and bad values stop here, with the dotted key named; defaults are filled in
 config.update(validate_setting(config))
+# the roots of the setting's image folders, for every job (which inherits the environment): a run's spec
+# names a folder by its content, never by its path, so that moving or linking the images retrains nothing
+export_data_roots(config)
 
 
 report: "workflow/report/workflow.rst"

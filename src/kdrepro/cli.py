@@ -63,9 +63,14 @@ def setting_flag(key: str, convert=str):
 
 
 def setting_from(args) -> dict:
+    """The setting of the flags; its image folders' roots go into the environment (kdrepro.data.folders.ROOTS_ENV),
+    where this process's loads, and those of a warm trainer's child it hands a run to, find them."""
     from kdrepro import config as settings
+    from kdrepro.data.folders import export_roots
 
-    return settings.load(args.configfile or DEFAULT_CONFIG, _overrides(args.config))
+    config = settings.load(args.configfile or DEFAULT_CONFIG, _overrides(args.config))
+    export_roots(config)
+    return config
 
 
 def registry_from(args, config: dict | None = None):
@@ -348,7 +353,8 @@ def cmd_verify(args) -> None:
     the way (kept for inspection; `snakemake --force` would delete them)."""
     from kdrepro import config as settings
     from kdrepro.data import DatasetError
-    from kdrepro.data.sources import load_dataset
+    from kdrepro.data.folders import setting_folders
+    from kdrepro.data.sources import load_dataset, load_folder
     from kdrepro.engine.checkpoint import load_checkpoint, set_aside
     from kdrepro.io import file_lock
 
@@ -373,9 +379,13 @@ def cmd_verify(args) -> None:
         except (CheckpointError, ValueError) as err:
             damaged[path] = str(err) if isinstance(err, CheckpointError) else f"{path} is not valid JSON ({err})"
     datasets = config["datasets"] if config else []
+    folders = setting_folders(config) if config else {}
     for name in datasets:
         try:
-            load_dataset(name, config["data"]["roots"].get(name), download=False, cache=False)
+            if name in folders:
+                load_folder(name, folders[name].channels, root=folders[name].root, cache=False)
+            else:
+                load_dataset(name, config["data"]["roots"].get(name), download=False, cache=False)
         except DatasetError as err:
             damaged[Path(name)] = str(err)
     for problem in damaged.values():

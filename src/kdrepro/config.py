@@ -10,7 +10,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from kdrepro.data import dataset_meta, split_problems
+from kdrepro.data import split_problems
+from kdrepro.data.folders import known_datasets, setting_folders, setting_meta
+from kdrepro.data.meta import folder_problem
 from kdrepro.catalog import ModelError, check_model_options, family_models, list_families
 from kdrepro.paths import SCHEMA
 
@@ -93,17 +95,26 @@ def import_plugins(modules: Iterable[str]) -> None:
 
 
 def check_consistency(config: dict[str, Any]) -> None:
-    """The cross-field checks of a schema-valid setting, each error naming its key: each paper's datasets among
-    the setting's, subsets, validation and pad_to against each dataset's known sizes, CCKD's sampler counts
+    """The cross-field checks of a schema-valid setting, each error naming its key: each dataset known (built in,
+    or one of the setting's image_folders, whose roots must hold images), each paper's datasets among the setting's, subsets, validation and pad_to against each dataset's known sizes, CCKD's sampler counts
     against its batch and the classes (for the experiments the setting builds), model options only for known
     families and of the builders' types."""
+    known = known_datasets(config)
+    for i, name in enumerate(config["datasets"]):
+        if name not in known:
+            raise ConfigError(f"config key datasets.{i}: unknown dataset {name!r}; the known datasets: {', '.join(known)} "
+                              "(an image folder of your own is named under image_folders)")
     for paper in PAPER_BLOCKS:
         for i, name in enumerate(config[paper]["datasets"] or []):
             if name not in config["datasets"]:
                 raise ConfigError(f"config key {paper}.datasets.{i}: {name} is not one of the setting's datasets "
                                   f"({', '.join(config['datasets'])})")
+    folders = setting_folders(config)
+    for name in config["datasets"]:
+        if name in folders and (problem := folder_problem(folders[name].root)) is not None:
+            raise ConfigError(f"config key {folders[name].key}: image folder {name!r}: {problem}")
     d = config["data"]
-    metas = [m for m in (dataset_meta(name, d["roots"].get(name)) for name in config["datasets"]) if m is not None]
+    metas = [m for m in (setting_meta(name, config) for name in config["datasets"]) if m is not None]
     for meta in metas:
         for key, problem in split_problems(meta, train_subset=d["train_subset"], test_subset=d["test_subset"],
                                            validation=d["validation"], pad_to=d["pad_to"]).items():

@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from kdrepro.data import DatasetMeta, dataset_meta
+from kdrepro.data import DatasetMeta
+from kdrepro.data.folders import root_key, setting_folders, setting_meta, spec_fields
 from kdrepro.graph import RunSpec, SpecError
 from kdrepro.search_space import SearchDef
 
 def dataset_facts(dataset: str, config: dict[str, Any]) -> DatasetMeta:
     """What the papers need to know of a dataset before it is loaded (the data layer's registry)."""
-    meta = dataset_meta(dataset, config["data"]["roots"].get(dataset))
+    meta = setting_meta(dataset, config)
     if meta is None:
         raise SpecError(f"dataset {dataset}: its classes and sizes are not known before loading "
-                        f"(for an image folder: data.roots.{dataset} must hold train/ and test/ with one folder per class)")
+                        f"(for an image folder: {root_key(dataset)} must hold train/ and test/ with one folder per class)")
     return meta
 
 
@@ -84,6 +85,8 @@ class Registry:
     # runs a finished search's result added when the registry was built: the workflow takes them from the
     # search's checkpoint, never from the parse, so a search that chooses again changes what is trained
     searched: set[str] = field(default_factory=set)
+    # what the runs' specs say of each of the setting's image folders (content fingerprint, channels), found once
+    folder_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
     def setting(self) -> str:
@@ -110,6 +113,14 @@ class Registry:
     def datasets(self, paper: str) -> list[str]:
         """A paper block's own `datasets` (the setting's that the paper runs on), else all the setting's."""
         return list(self.config.get(paper, {}).get("datasets") or self.config["datasets"])
+
+    def data_fields(self, dataset: str) -> dict[str, Any]:
+        """What a run spec's data says of one of the setting's image folders in place of its root (its content's
+        fingerprint, its channels: kdrepro.data.folders), computed once per registry; {} for the other datasets."""
+        if dataset not in self.folder_fields:
+            folder = setting_folders(self.config).get(dataset)
+            self.folder_fields[dataset] = spec_fields(folder) if folder else {}
+        return self.folder_fields[dataset]
 
     def add_runs(self, specs: dict[str, RunSpec]) -> None:
         for name, spec in specs.items():

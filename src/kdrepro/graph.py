@@ -18,7 +18,8 @@ from typing import Any
 # a spec is checked against the facts of the registries (datasets, samplers, models, losses), none of
 # which loads torch: a spec stays plain data that reads and writes JSON without it
 from kdrepro.catalog import ModelError, check_edge_options, check_model_options, edge_facts
-from kdrepro.data import dataset_meta, split_problems
+from kdrepro.data import split_problems
+from kdrepro.data.folders import data_meta
 from kdrepro.data.sampling import SamplerError, make_plan
 from kdrepro.typecheck import expected, fits
 
@@ -83,6 +84,7 @@ LATER_DEFAULTS = {
     "edges": {"gate_options": {}},
     "optimizer": {"kind": "sgd", "alpha": 0.99, "eps": 1e-8},
     "schedule": {"final_momentum": None, "momentum_epochs": ()},
+    "data": {"channels": None, "fingerprint": None},
 }
 
 
@@ -121,6 +123,11 @@ class Data:
     crop_padding: int = 0
     flip: bool = False
     rotation: float = 0.0  # random rotation within +-rotation degrees (Tf-KD's RandomRotation)
+    # An image folder of the setting (kdrepro.data.folders): its content's fingerprint, which names the data in
+    # the config hash in place of a root (the job finds the root in the environment), and the channels it is
+    # read as (None: as the images are). Both None for the other datasets, and then left out of to_dict.
+    channels: int | None = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,9 +170,9 @@ class RunSpec:
             raise SpecError(f"{where}: epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise SpecError(f"{where}: batch_size must be at least 1, got {self.batch_size}")
-        meta = dataset_meta(self.data.dataset, self.data.root)
+        d = self.data
+        meta = data_meta(d)  # an image folder's: where this process knows its root (the job's environment)
         if meta is not None:
-            d = self.data
             for key, problem in split_problems(meta, train_subset=d.train_subset, test_subset=d.test_subset,
                                                validation=d.validation, pad_to=d.pad_to).items():
                 raise SpecError(f"{where}: data.{key}: {problem}")
@@ -252,7 +259,8 @@ class RunSpec:
 
     @property
     def config_hash(self) -> str:
-        """Hash of everything that determines the result (the data root and download flag excluded)."""
+        """Hash of everything that determines the result (the data root and download flag excluded; an image
+        folder's content is in it, by its fingerprint)."""
         identity = self.to_dict()
         identity["data"] = {k: v for k, v in identity["data"].items() if k not in ("root", "download")}
         if identity.get("sampler") is None:

@@ -16,6 +16,7 @@ from PIL import Image
 from kdrepro.paths import USER_CACHE
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SPLITS = ("train", "test")  # an image folder's
 
 
 class DatasetError(ValueError):
@@ -32,7 +33,7 @@ def default_root(name: str) -> Path:
 class DatasetMeta:
     name: str
     num_classes: int
-    channels: int  # as the loader returns them (an image folder is read as RGB)
+    channels: int  # as the loader returns them (an image folder: its setting's channels, else as the images are)
     size: int  # native image side (images are square)
     train: int  # images in the training split
     test: int
@@ -63,25 +64,67 @@ def chance_level(num_classes: int, n_test: int) -> tuple[float, float]:
 
 def dataset_meta(name: str, root: str | Path | None = None) -> DatasetMeta | None:
     """The dataset's sizes; None where they are not known before loading (a dataset registered by
-    a user, an image folder that is not there: its loader then says what is missing)."""
+    a user, an image folder that is not there: its loader then says what is missing). The setting's
+    named image folders are kdrepro.data.folders' (setting_meta); `image_folder` here is the folder
+    at `root` read as RGB, as older settings have it."""
     if name == "image_folder":
-        return image_folder_meta(Path(root) if root else default_root(name))
+        return folder_meta(Path(root) if root else default_root(name), name, 3)
     return PUBLISHED.get(name)
 
 
+# ---- an image folder (kdrepro.data.folders: the setting's): root/{train,test}/<class>/<image> -----
+def is_image_file(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".")
+
+
+def class_names(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "train").iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def listing(root: Path) -> dict[str, list[tuple[int, Path]]]:
+    """split -> (label, path) of each image, classes in name order, files in name order (what the loader reads)."""
+    classes = class_names(root)
+    return {split: [(label, path) for label, cls in enumerate(classes)
+                    for path in sorted(p for p in (root / split / cls).glob("*") if is_image_file(p))]
+            for split in SPLITS}
+
+
+def folder_problem(root: Path) -> str | None:
+    """What keeps `root` from being an image folder (None: nothing)."""
+    if not root.exists():
+        return f"{root} does not exist (expected a folder holding train/<class>/<image> and test/<class>/<image>)"
+    if not root.is_dir():
+        return f"{root} is not a folder (expected one holding train/<class>/<image> and test/<class>/<image>)"
+    missing = [split for split in SPLITS if not (root / split).is_dir()]
+    if missing:
+        return f"{root} has no {' and no '.join(f'{s}/' for s in missing)} folder (expected {root}/train/<class>/<image> " \
+               f"and {root}/test/<class>/<image>)"
+    if not class_names(root):
+        return f"{root / 'train'} holds no class folders (expected {root}/train/<class>/<image>)"
+    files = listing(root)
+    empty = [split for split in SPLITS if not files[split]]
+    if empty:
+        return f"no images under {' or '.join(str(root / s) for s in empty)}"
+    return None
+
+
+def greyscale(image: Image.Image) -> bool:
+    """An image of one grey band (its alpha aside): L, LA, 1, I, F."""
+    return set(image.getbands()) - {"A"} <= {"L", "1", "I", "F"}
+
+
 @functools.lru_cache(maxsize=None)
-def image_folder_meta(root: Path) -> DatasetMeta | None:
-    """root/{train,test}/<class>/<image>, counted from the listing (what load_image_folder reads);
-    the image side comes from the first image's header, nothing is decoded."""
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
+def folder_meta(root: Path, name: str, channels: int | None, version: str = "") -> DatasetMeta | None:
+    """Classes, channels, image side and split sizes from the listing (what the loader reads); the side, and
+    the channels of a folder read as it is, from the first training image's header (nothing is decoded).
+    None where `root` is no image folder. `version` (the fingerprint, where known) keys the cache."""
+    if folder_problem(root) is not None:
         return None
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    files = {split: [f for c in classes for f in sorted((root / split / c).glob("*"))] for split in ("train", "test")}
-    if not files["train"]:
-        return None
-    with Image.open(files["train"][0]) as first:
-        width = first.size[0]
-    return DatasetMeta("image_folder", len(classes), 3, width, len(files["train"]), len(files["test"]))
+    files = listing(root)
+    with Image.open(files["train"][0][1]) as first:
+        width, grey = first.size[0], greyscale(first)
+    return DatasetMeta(name, len(class_names(root)), channels or (1 if grey else 3), width,
+                       len(files["train"]), len(files["test"]))
 
 
 def split_problems(meta: DatasetMeta, *, train_subset: int | None = None, test_subset: int | None = None,

@@ -1,20 +1,21 @@
 """Dataset readers: each returns the whole train and test split as uint8 tensors (N, C, H, W).
 
-Files are read in their published on-disk formats (idx, the CIFAR pickles, SVHN's .mat, an
-image folder) and checksum-verified; torchvision downloads only when the setting allows it.
+Files are read in their published on-disk formats (idx, the CIFAR pickles, SVHN's .mat, the setting's
+image folders: kdrepro.data.folders) and checksum-verified; torchvision downloads only when the setting
+allows it.
 
 A verified load is kept as one tensor file per machine (TENSORS), keyed by the sha256 of the source
 files and of this module: later loads memory-map it instead of reading, verifying and decoding the
-files again. A source file is hashed once per (path, size, modification time): the stamp files map
-that to the content key, so an unchanged folder costs a few stat calls, a copy of the same files
-(another root) reuses the tensors, and a changed file is read, verified and cached afresh.
+files again. A source file is hashed once per (path, size, modification time) (kdrepro.data.files: its
+stamp files map that to the contents digest, and to the content key), so an unchanged folder costs a few
+stat calls, a copy of the same files (another root) reuses the tensors, and a changed file is read,
+verified and cached afresh.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import pickle
 import zlib
 from dataclasses import asdict, dataclass
@@ -24,8 +25,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kdrepro.data.meta import DatasetError, default_root
-from kdrepro.io import WriteError, atomic_write, save_text
+from kdrepro.data.files import contents_digest, remember, source_files, stamp_key
+from kdrepro.data.folders import LEGACY, exported_root, root_key
+from kdrepro.data.folders import fingerprint as folder_fingerprint
+from kdrepro.data.meta import DatasetError, class_names, default_root, folder_problem, greyscale, listing
+from kdrepro.io import WriteError, atomic_write
 from kdrepro.paths import USER_CACHE
 
 TENSORS = USER_CACHE / "tensors"  # verified datasets as tensor files (see the module's docstring)
@@ -74,26 +78,17 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Fal
     return cached_load(name, root, lambda: DATASETS[name](root, download, verify))
 
 
-def source_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
-
-
-def stamp_key(name: str, root: Path, files: list[Path]) -> str:
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    return hashlib.sha256(json.dumps([name, stats]).encode()).hexdigest()[:32]
-
-
 def content_key(name: str, root: Path, files: list[Path]) -> str:
+    """The tensor file's key: the dataset, this module (how the files are read) and the files' contents digest."""
     digest = hashlib.sha256(name.encode() + b"\0" + Path(__file__).read_bytes())
-    for path in files:
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    digest.update(contents_digest(root, files, TENSORS / "stamps").encode())
     return digest.hexdigest()[:32]
 
 
 def cached_load(name: str, root: Path, load: Callable[[], Loaded]) -> Loaded:
     files = source_files(root)
     if files:
-        stamp = TENSORS / "stamps" / f"{stamp_key(name, root, files)}.txt"
+        stamp = TENSORS / "stamps" / f"{stamp_key(name, files)}.txt"
         key = stamp.read_text() if stamp.exists() else content_key(name, root, files)
         path = TENSORS / f"{name}-{key}.pt"
         if path.exists():
@@ -112,16 +107,8 @@ def cached_load(name: str, root: Path, load: Callable[[], Loaded]) -> Loaded:
             atomic_write(TENSORS / f"{name}-{key}.pt", lambda handle: torch.save(tensors, handle))
         except WriteError:  # a read-only cache: every load reads the files, as without one
             return train, test, info
-        remember(key, TENSORS / "stamps" / f"{stamp_key(name, root, files)}.txt")
+        remember(key, TENSORS / "stamps" / f"{stamp_key(name, files)}.txt")
     return train, test, info
-
-
-def remember(key: str, stamp: Path) -> None:
-    """The content key of these files as they are stamped now; a read-only cache only costs the hashing again."""
-    try:
-        save_text(key, stamp)
-    except WriteError:
-        return
 
 
 def md5(data: bytes) -> str:
@@ -299,35 +286,63 @@ def load_svhn(root: Path, download: bool, verify: bool) -> Loaded:
 
 
 # ---- a user's own images -----------------------------------------------------------------------
-@register_dataset("image_folder")
-def load_image_folder(root: Path, download: bool, verify: bool) -> Loaded:
-    """root/train/<class>/*.png and root/test/<class>/*.png (torchvision's ImageFolder layout)."""
+def read_image_folder(name: str, root: Path, channels: int | None) -> Loaded:
+    """root/train/<class>/<image> and root/test/<class>/<image> (torchvision's ImageFolder layout; what
+    kdrepro.data.folders lists), as `channels` (1: greyscale, 3: RGB, None: as the images are, which must
+    then agree)."""
     from PIL import Image
 
-    if not (root / "train").is_dir() or not (root / "test").is_dir():
-        raise DatasetError(f"image_folder: {root} needs train/ and test/ folders of class folders; "
-                           "set data.roots.image_folder")
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    problem = folder_problem(root)
+    if problem is not None:
+        raise DatasetError(f"image folder {name!r}: {problem}; set {root_key(name)}")
+    files = listing(root)
+    with Image.open(files["train"][0][1]) as first:
+        first_grey = greyscale(first)
+    mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if first_grey else "RGB")
 
     def read(split: str) -> Split:
         images, labels, shape = [], [], None
-        for label, cls in enumerate(classes):
-            for path in sorted((root / split / cls).glob("*")):
-                with Image.open(path) as image:
-                    array = np.asarray(image.convert("RGB"))
-                if shape is None:
-                    shape = array.shape
-                if array.shape != shape:
-                    raise DatasetError(f"image_folder: {path} is {array.shape[:2]}, others are {shape[:2]}; "
-                                       "resize them to one size")
-                images.append(array)
-                labels.append(label)
-        if not images:
-            raise DatasetError(f"image_folder: no images under {root / split}")
+        for label, path in files[split]:
+            with Image.open(path) as image:
+                if channels is None and greyscale(image) != first_grey:
+                    raise DatasetError(f"image folder {name!r}: {path} is {'greyscale' if not first_grey else 'colour'}, "
+                                       f"but {files['train'][0][1]} is not; set image_folders.{name}.channels to 1 or 3")
+                array = np.asarray(image.convert(mode))
+            if array.ndim == 2:
+                array = array[:, :, None]
+            if shape is None:
+                shape = array.shape
+            if array.shape != shape:
+                raise DatasetError(f"image folder {name!r}: {path} is {array.shape[:2]}, others are {shape[:2]}; "
+                                   "resize them to one size")
+            images.append(array)
+            labels.append(label)
         return Split(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels))
 
     train, test = read("train"), read("test")
     pixels = train.images.float().div(255)
     mean = tuple(pixels.mean((0, 2, 3)).tolist())
     std = tuple(pixels.std((0, 2, 3)).tolist())
-    return train, test, DatasetInfo("image_folder", len(classes), 3, train.images.shape[-1], mean, std)
+    return train, test, DatasetInfo(name, len(class_names(root)), train.images.shape[1], train.images.shape[-1], mean, std)
+
+
+@register_dataset(LEGACY)
+def load_image_folder(root: Path, download: bool, verify: bool) -> Loaded:
+    """The image folder at `root`, read as RGB (`image_folder` of older settings)."""
+    return read_image_folder(LEGACY, root, 3)
+
+
+def load_folder(name: str, channels: int | None, fingerprint: str | None = None, root: str | Path | None = None,
+                cache: bool = True) -> Loaded:
+    """The setting's image folder `name` (its root: `root`, else the one this process was given, ROOTS_ENV), as
+    `channels`. With the run's `fingerprint`, the folder must still hold what the run was planned on."""
+    root = Path(root) if root else exported_root(name)
+    if fingerprint is not None and folder_problem(root) is None:
+        found = folder_fingerprint(root)
+        if found != fingerprint:
+            raise DatasetError(f"image folder {name!r}: {root} holds other images than this run was planned on (fingerprint "
+                               f"{found}, the run's {fingerprint}): it changed after the workflow read it; run the workflow "
+                               "again, which plans (and trains) the runs on the images as they are now")
+    if not cache:
+        return read_image_folder(name, root, channels)
+    return cached_load(f"{name}.{channels or 'native'}", root, lambda: read_image_folder(name, root, channels))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from kdrepro.data.device import DeviceData
-from kdrepro.data.sources import load_dataset
+from kdrepro.data.sources import load_dataset, load_folder
 from kdrepro.engine.checkpoint import (
     FORMAT,
     DamagedCheckpoint,
@@ -37,7 +37,10 @@ from kdrepro.models.zoo import create_model
 
 def load_data(spec: RunSpec, device: str) -> DeviceData:
     d = spec.data
-    train, test, info = load_dataset(d.dataset, d.root, download=d.download)
+    if d.fingerprint is not None:  # one of the setting's image folders, named by its content
+        train, test, info = load_folder(d.dataset, d.channels, d.fingerprint, d.root)
+    else:
+        train, test, info = load_dataset(d.dataset, d.root, download=d.download)
     return DeviceData(
         train, test, info, device=device, normalization=d.normalization, pad_to=d.pad_to,
         crop_padding=d.crop_padding, flip=d.flip, rotation=d.rotation, train_subset=d.train_subset,

@@ -94,7 +94,8 @@ class Paper:
         block = self.config["data"]
         setting = {"root": block["roots"].get(dataset), "download": block["download"], "train_subset": block["train_subset"],
                    "test_subset": block["test_subset"], "validation": block["validation"], "pad_to": block["pad_to"]}
-        return Data(dataset=dataset, **(setting | overrides))
+        # an image folder of the setting: its content and channels instead of its root
+        return Data(dataset=dataset, **(setting | self.registry.data_fields(dataset) | overrides))
 
     def augmentation(self, recipe: dict[str, Any]) -> dict[str, Any]:
         """The recipe's augmentation, unless the setting turns it off (`augment: false`)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from kdrepro.data import dataset_meta
+from kdrepro.data.folders import data_meta
 from kdrepro.experiments import SNAPSHOT, Registry, run_of
 from kdrepro.graph import Data
 
@@ -85,7 +85,7 @@ def not_trained_note(registry: Registry, refs: list[str]) -> str:
 
 def test_images(data: Data) -> int | None:
     """The number of test images a run is measured on: its test subset, else the dataset's test split."""
-    meta = dataset_meta(data.dataset, data.root)
+    meta = data_meta(data)
     return data.test_subset or (meta.test if meta else None)
 
 

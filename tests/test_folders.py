@@ -1,0 +1,202 @@
+"""A user's own image folders, named by the setting (kdrepro.data.folders): several at once, each with its
+root and channels; runs named by the images' content, not their path; the root reaches the jobs through the
+environment."""
+
+import csv
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, setting
+from PIL import Image
+
+from kdrepro import cli
+from kdrepro.assemble import build_registry
+from kdrepro.config import ConfigError
+from kdrepro.data import DatasetError, folders, sources
+from kdrepro.data.folders import ROOTS_ENV, fingerprint, setting_meta
+from kdrepro.data.sources import load_folder
+
+
+@pytest.fixture(autouse=True)
+def private_caches(tmp_path, monkeypatch):
+    """Stamps and tensors under the test's folder; the roots' variable as the test leaves it, undone after."""
+    monkeypatch.setattr(folders, "STAMPS", tmp_path / "cache" / "stamps")
+    monkeypatch.setattr(sources, "TENSORS", tmp_path / "cache")
+    monkeypatch.delenv(ROOTS_ENV, raising=False)
+
+
+def write_folder(root: Path, classes: int, colour: bool, train: int = 4, test: int = 2, seed: int = 0) -> Path:
+    """root/{train,test}/c<k>/<i>.png: 8x8 noise with a bright column at the class's place."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        for label in range(classes):
+            folder = root / split / f"c{label}"
+            folder.mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 60, (8, 8, 3) if colour else (8, 8), dtype=np.uint8)
+                image[:, 2 * label] += 150
+                Image.fromarray(image).save(folder / f"{i}.png")
+    return root
+
+
+def two_folders(base: Path) -> tuple[Path, Path]:
+    return write_folder(base / "grey", 3, colour=False), write_folder(base / "colour", 2, colour=True)
+
+
+def folder_setting(grey: Path, colour: Path, **overrides) -> dict:
+    """The smoke setting on both folders (TAKD only: the papers' other experiments need more images)."""
+    return setting("smoke", **{"datasets": ["grey", "colour"], "experiments": ["takd"],
+                               "image_folders": {"grey": {"root": str(grey)}, "colour": {"root": str(colour), "channels": None}},
+                               "data": {"train_subset": None, "test_subset": None}, **overrides})
+
+
+def folder_runs(config: dict, dataset: str) -> dict:
+    return {name: spec for name, spec in build_registry(config).runs.items() if spec.data.dataset == dataset}
+
+
+def test_two_named_folders_build_one_registry_with_their_own_channels_and_no_root(tmp_path):
+    grey, colour = two_folders(tmp_path)
+    config = folder_setting(grey, colour)
+    assert (setting_meta("grey", config).channels, setting_meta("colour", config).channels) == (1, 3)
+    assert (setting_meta("grey", config).num_classes, setting_meta("grey", config).train) == (3, 12)
+    registry = build_registry(config)
+    for dataset, folder in (("grey", grey), ("colour", colour)):
+        specs = [s for s in registry.runs.values() if s.data.dataset == dataset]
+        assert specs and all(s.data.root is None and s.data.fingerprint == fingerprint(folder) for s in specs)
+        assert not any(str(tmp_path) in s.to_json() for s in specs)
+    # the loader reads each as the setting says, and agrees with the facts known from the listing
+    os.environ[ROOTS_ENV] = json.dumps({"grey": str(grey), "colour": str(colour)})
+    for dataset, channels in (("grey", None), ("colour", None)):
+        train, test, info = load_folder(dataset, channels)
+        meta = setting_meta(dataset, config)
+        assert (info.channels, info.num_classes, info.size, len(train.labels), len(test.labels)) == \
+               (meta.channels, meta.num_classes, meta.size, meta.train, meta.test)
+    assert load_folder("grey", 3)[0].images.shape == (12, 3, 8, 8)
+    assert load_folder("colour", 1)[0].images.shape == (8, 1, 8, 8)
+    # asked for RGB, the grey folder's runs say so, and that is another configuration
+    rgb = folder_runs(folder_setting(grey, colour, datasets=["grey"], image_folders={"grey": {"root": str(grey), "channels": 3}}), "grey")
+    same = folder_runs(config, "grey")
+    run = "takd/grey/plane2/s0"
+    assert rgb[run].data.channels == 3 and rgb[run].config_hash != same[run].config_hash
+
+
+def test_a_symlink_or_a_copy_is_the_same_run_and_new_content_another(tmp_path):
+    grey, colour = two_folders(tmp_path)
+    before = folder_runs(folder_setting(grey, colour), "grey")
+    (tmp_path / "link").symlink_to(grey, target_is_directory=True)
+    shutil.copytree(grey, tmp_path / "moved" / "copy")
+    for elsewhere in (tmp_path / "link", tmp_path / "moved" / "copy"):
+        again = folder_runs(folder_setting(elsewhere, colour), "grey")
+        assert {n: (s.to_json(), s.config_hash) for n, s in again.items()} == {n: (s.to_json(), s.config_hash) for n, s in before.items()}
+    image = grey / "train" / "c0" / "0.png"
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[0, 0] ^= 1  # one pixel: same listing, same sizes, other bytes
+    Image.fromarray(pixels).save(image)
+    changed = folder_runs(folder_setting(grey, colour), "grey")
+    run = "takd/grey/plane2/s0"
+    assert changed[run].data.fingerprint != before[run].data.fingerprint
+    assert changed[run].config_hash != before[run].config_hash
+    # a job planned on the old images refuses the new ones
+    os.environ[ROOTS_ENV] = json.dumps({"grey": str(grey)})
+    with pytest.raises(DatasetError, match="holds other images than this run was planned on"):
+        load_folder("grey", None, before[run].data.fingerprint)
+
+
+def test_the_contents_are_hashed_once_per_version_of_the_files(tmp_path, monkeypatch):
+    grey = write_folder(tmp_path / "grey", 2, colour=False)
+    first = fingerprint(grey)
+
+    def unread(path):
+        raise AssertionError(f"{path} read again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "read_bytes", unread)
+        assert fingerprint(grey) == first  # the listing's stats only
+    (grey / "test" / "c1" / "extra.png").write_bytes((grey / "test" / "c1" / "0.png").read_bytes())
+    assert fingerprint(grey) != first  # a new file: hashed again
+
+
+def test_missing_roots_and_unknown_datasets_are_named(tmp_path):
+    grey, colour = two_folders(tmp_path)
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match=f"config key image_folders.grey.root: .*{re.escape(str(missing))} does not exist"):
+        folder_setting(missing, colour)
+    shutil.rmtree(grey / "test")
+    with pytest.raises(ConfigError, match=f"image_folders.colour.root: .*{re.escape(str(grey))} has no test/ folder"):
+        folder_setting(colour, grey)
+    with pytest.raises(ConfigError, match="datasets.1: unknown dataset 'greyy'; the known datasets: cifar10, .*colour, .*grey"):
+        folder_setting(colour, colour, datasets=["grey", "greyy"])
+    with pytest.raises(ConfigError, match="config key data.roots.image_folder: .*does not exist"):
+        setting("smoke", datasets=["image_folder"], data={"roots": {"image_folder": str(missing)}})
+    # a job that was not given the root names the variable and the setting key
+    with pytest.raises(DatasetError, match=f"{ROOTS_ENV} is not set.*image_folders.grey.root"):
+        load_folder("grey", None)
+    os.environ[ROOTS_ENV] = json.dumps({"grey": str(missing)})
+    with pytest.raises(DatasetError, match=f"{re.escape(str(missing))} does not exist.*set image_folders.grey.root"):
+        load_folder("grey", None)
+
+
+def test_a_mixed_folder_read_as_it_is_is_refused_with_the_image(tmp_path):
+    grey = write_folder(tmp_path / "grey", 2, colour=False)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(grey / "train" / "c1" / "rgb.png")
+    with pytest.raises(DatasetError, match="rgb.png is colour.*image_folders.grey.channels"):
+        load_folder("grey", None, root=grey)
+    assert load_folder("grey", 3, root=grey)[2].channels == 3
+
+
+def test_the_shipped_settings_keep_their_config_hashes():
+    """Every run of results/default/runs.csv has the hash it was trained under."""
+    with open(REPO / "results" / "default" / "runs.csv") as handle:
+        recorded = {row["run"]: row["config_hash"] for row in csv.DictReader(handle)}
+    runs = build_registry(setting("config")).runs
+    assert recorded and {run: runs[run].config_hash for run in recorded} == recorded
+
+
+def test_the_image_folder_of_older_settings_is_a_named_folder_read_as_rgb(tmp_path):
+    grey = write_folder(tmp_path / "grey", 2, colour=False)
+    config = setting("smoke", datasets=["image_folder"], experiments=["takd"], data={"roots": {"image_folder": str(grey)},
+                                                                                     "train_subset": None, "test_subset": None})
+    assert setting_meta("image_folder", config).channels == 3
+    spec = build_registry(config).runs["takd/image_folder/plane2/s0"]
+    assert (spec.data.root, spec.data.channels, spec.data.fingerprint) == (None, 3, fingerprint(grey))
+
+
+def test_the_readme_setting_builds_on_a_folder_of_images(tmp_path, monkeypatch):
+    """The README's own-data example (my.yaml), with its module and a folder of images where it says."""
+    from test_compare import readme_files
+
+    files = readme_files()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "mylosses.py").write_text(files["mylosses.py"])
+    (tmp_path / "my.yaml").write_text(files["my.yaml"])
+    raw = yaml.safe_load(files["my.yaml"])
+    (name, entry), = raw["image_folders"].items()
+    write_folder(tmp_path / entry["root"], 3, colour=True)
+    from kdrepro import config as settings
+
+    registry = build_registry(settings.load([tmp_path / "my.yaml"]))
+    mine = [s for n, s in registry.runs.items() if n.startswith(f"compare/{name}/")]
+    assert mine and all(s.data.root is None and s.data.fingerprint for s in mine)
+
+
+def test_one_epoch_on_the_grey_folder_through_kdrepro_train(tmp_path, monkeypatch, capsys):
+    """`kdrepro train RUN --configfile`: the spec has no root, the command gives the job the setting's."""
+    grey, colour = two_folders(tmp_path)
+    own = tmp_path / "mine.yaml"
+    own.write_text(yaml.safe_dump({"setting": "mine", "datasets": ["grey"], "experiments": ["takd"],
+                                   "image_folders": {"grey": {"root": str(grey)}},
+                                   "data": {"train_subset": None, "test_subset": None}}))
+    monkeypatch.chdir(tmp_path)
+    cli.main(["train", "takd/grey/plane2/s0", "--configfile", str(REPO / "config" / "smoke.yaml"), "--configfile", str(own),
+              "--no-progress"])
+    assert json.loads(os.environ[ROOTS_ENV]) == {"grey": str(grey)}
+    metrics = json.loads((tmp_path / "results/mine/runs/takd/grey/plane2/s0/metrics.json").read_text())
+    assert metrics["epochs"] == 1 and 0 <= metrics["final_test_acc"] <= 100
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["run"] == "takd/grey/plane2/s0"
