@@ -200,3 +200,29 @@ def test_one_epoch_on_the_grey_folder_through_kdrepro_train(tmp_path, monkeypatc
     metrics = json.loads((tmp_path / "results/mine/runs/takd/grey/plane2/s0/metrics.json").read_text())
     assert metrics["epochs"] == 1 and 0 <= metrics["final_test_acc"] <= 100
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["run"] == "takd/grey/plane2/s0"
+
+
+@pytest.mark.workflow
+def test_the_workflow_trains_on_a_folder_and_a_symlink_to_it_leaves_nothing_to_do(tmp_path):
+    """Snakemake's jobs find the root in the environment the Snakefile sets; the rule's params (the spec) name the
+    images, not the path, so the same images reached through a symlink change nothing (its rerun triggers included)."""
+    from conftest import copy_workflow, snakemake
+
+    work = copy_workflow(tmp_path / "work")
+    grey = write_folder(tmp_path / "images" / "grey", 2, colour=False)
+    target = "results/mine/runs/takd/grey/plane2/s0/metrics.json"
+
+    def mine(root: Path) -> str:
+        (work / "mine.yaml").write_text(yaml.safe_dump({
+            "setting": "mine", "datasets": ["grey"], "experiments": ["takd"], "train_server": False,
+            "image_folders": {"grey": {"root": str(root)}}, "data": {"train_subset": None, "test_subset": None}}))
+        return "mine.yaml"
+
+    snakemake(work, target, "--configfile", "config/smoke.yaml", mine(grey), "--cores", "1")
+    assert json.loads((work / target).read_text())["epochs"] == 1
+    (tmp_path / "link").symlink_to(grey, target_is_directory=True)
+    out = snakemake(work, target, "-n", "--configfile", "config/smoke.yaml", mine(tmp_path / "link")).stdout
+    assert "Nothing to be done" in out, out
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(grey / "train" / "c0" / "0.png")
+    out = snakemake(work, target, "-n", "--configfile", "config/smoke.yaml", mine(tmp_path / "link")).stdout
+    assert "rule train" in out and "params" in out.lower(), out
