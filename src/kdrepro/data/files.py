@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
+from stat import S_ISLNK
 from typing import Callable
 
 from kdrepro.io import WriteError, save_text
@@ -25,15 +27,33 @@ def source_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
 
 
-def stamp_key(name: str, files: list[Path]) -> str:
-    """The hash of the files as they are stamped now: resolved path, size, modification time."""
-    stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    return hashlib.sha256(json.dumps([name, stats]).encode()).hexdigest()[:32]
+Stat = tuple[str, int, int]  # a file's resolved path, size and modification time (ns)
 
 
-def stamped(stamps: Path, name: str, files: list[Path], compute: Callable[[], str]) -> str:
+def file_stats(files: list[Path]) -> list[Stat]:
+    """Each file's stamp: its resolved path (each folder resolved once: a large folder costs one lstat per file,
+    not one per path component), size and modification time."""
+    folders: dict[Path, Path] = {}
+    stats = []
+    for path in files:
+        if path.parent not in folders:
+            folders[path.parent] = path.parent.resolve()
+        stat = os.lstat(path)
+        where = folders[path.parent] / path.name
+        if S_ISLNK(stat.st_mode):  # a linked file: the file it names
+            where, stat = path.resolve(), path.stat()
+        stats.append((str(where), stat.st_size, stat.st_mtime_ns))
+    return stats
+
+
+def stamp_key(name: str, files: list[Path], stats: list[Stat] | None = None) -> str:
+    """The hash of the files as they are stamped now (file_stats; given, or found here)."""
+    return hashlib.sha256(json.dumps([name, stats if stats is not None else file_stats(files)]).encode()).hexdigest()[:32]
+
+
+def stamped(stamps: Path, name: str, files: list[Path], compute: Callable[[], str], stats: list[Stat] | None = None) -> str:
     """`compute()` for these files, remembered in `stamps` under their stamp (computed once per version of them)."""
-    stamp = stamps / f"{stamp_key(name, files)}.txt"
+    stamp = stamps / f"{stamp_key(name, files, stats)}.txt"
     if stamp.exists():
         return stamp.read_text()
     value = compute()
@@ -49,16 +69,23 @@ def remember(key: str, stamp: Path) -> None:
         return
 
 
-def contents_digest(root: Path, files: list[Path], stamps: Path = STAMPS) -> str:
+def relative(root: Path, files: list[Path]) -> list[str]:
+    """The files' paths relative to `root`, which holds them all (as strings: pathlib's relative_to is slow)."""
+    prefix = len(str(root).rstrip("/")) + 1
+    return [str(p)[prefix:] for p in files]
+
+
+def contents_digest(root: Path, files: list[Path], stamps: Path = STAMPS, stats: list[Stat] | None = None) -> str:
     """sha256 over each file's path relative to `root` and the sha256 of its bytes, in the given order;
-    computed once per version of the files (the stamps under `stamps/contents`)."""
+    computed once per version of the files (the stamps under `stamps/contents`; `stats`: their file_stats,
+    where the caller has them)."""
 
     def compute() -> str:
         digest = hashlib.sha256()
-        for path in files:
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+        for name, path in zip(names, files):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
         return digest.hexdigest()
 
     # the stamp names the relative paths too: the same files listed under another root hash otherwise
-    relative = [str(p.relative_to(root)) for p in files]
-    return stamped(stamps / "contents", json.dumps(relative), files, compute)
+    names = relative(root, files)
+    return stamped(stamps / "contents", json.dumps(names), files, compute, stats)

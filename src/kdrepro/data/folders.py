@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdrepro.data.files import STAMPS, contents_digest
+from kdrepro.data.files import STAMPS, contents_digest, file_stats, relative
 from kdrepro.data.meta import (
     PUBLISHED,
     SPLITS,
@@ -71,9 +71,11 @@ def known_datasets(config: dict[str, Any]) -> list[str]:
 def fingerprint(root: Path) -> str:
     """The folder's content as the loader reads it: the listing (relative paths, sizes) and a digest of the bytes,
     hashed once per version of the files (kdrepro.data.files); the same for a copy or a symlink of the folder."""
-    paths = [path for split in SPLITS for _, path in listing(root)[split]]
-    entries = [(str(p.relative_to(root)), p.stat().st_size) for p in paths]
-    digest = contents_digest(root, paths, STAMPS)
+    files = listing(root)
+    paths = [path for split in SPLITS for _, path in files[split]]
+    stats = file_stats(paths)
+    entries = [(name, size) for name, (_, size, _) in zip(relative(root, paths), stats)]
+    digest = contents_digest(root, paths, STAMPS, stats)
     return hashlib.sha256(json.dumps([entries, digest]).encode()).hexdigest()[:16]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +74,6 @@ def dataset_meta(name: str, root: str | Path | None = None) -> DatasetMeta | Non
 
 
 # ---- an image folder (kdrepro.data.folders: the setting's): root/{train,test}/<class>/<image> -----
-def is_image_file(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".")
-
-
 def class_names(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "train").iterdir() if p.is_dir() and not p.name.startswith("."))
 
@@ -84,8 +81,15 @@ def class_names(root: Path) -> list[str]:
 def listing(root: Path) -> dict[str, list[tuple[int, Path]]]:
     """split -> (label, path) of each image, classes in name order, files in name order (what the loader reads)."""
     classes = class_names(root)
-    return {split: [(label, path) for label, cls in enumerate(classes)
-                    for path in sorted(p for p in (root / split / cls).glob("*") if is_image_file(p))]
+
+    def images(folder: Path) -> list[Path]:
+        if not folder.is_dir():
+            return []
+        with os.scandir(folder) as entries:  # one call per folder (a large folder's glob costs seconds)
+            names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_file())
+        return [folder / name for name in names]
+
+    return {split: [(label, path) for label, cls in enumerate(classes) for path in images(root / split / cls)]
             for split in SPLITS}
 
 
