@@ -167,23 +167,28 @@ def test_the_image_folder_of_older_settings_is_a_named_folder_read_as_rgb(tmp_pa
     assert (spec.data.root, spec.data.channels, spec.data.fingerprint) == (None, 3, fingerprint(grey))
 
 
-def test_the_readme_setting_builds_on_a_folder_of_images(tmp_path, monkeypatch):
-    """The README's own-data example (my.yaml), with its module and a folder of images where it says."""
+def test_the_readme_setting_builds_on_a_folder_of_images(tmp_path):
+    """The README's own-data example (my.yaml), with its module and a folder of images where it says; in a process
+    of its own, whose loss registry the user's module may fill."""
+    import subprocess
+    import sys
+
     from test_compare import readme_files
 
     files = readme_files()
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    (tmp_path / "mylosses.py").write_text(files["mylosses.py"])
-    (tmp_path / "my.yaml").write_text(files["my.yaml"])
-    raw = yaml.safe_load(files["my.yaml"])
-    (name, entry), = raw["image_folders"].items()
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (name, entry), = yaml.safe_load(files["my.yaml"])["image_folders"].items()
     write_folder(tmp_path / entry["root"], 3, colour=True)
-    from kdrepro import config as settings
-
-    registry = build_registry(settings.load([tmp_path / "my.yaml"]))
-    mine = [s for n, s in registry.runs.items() if n.startswith(f"compare/{name}/")]
-    assert mine and all(s.data.root is None and s.data.fingerprint for s in mine)
+    code = ("import json; from kdrepro import config; from kdrepro.assemble import build_registry\n"
+            "runs = build_registry(config.load(['my.yaml'])).runs\n"
+            "print(json.dumps({n: s.to_dict()['data'] for n, s in runs.items()}))\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mine = {n: data for n, data in json.loads(proc.stdout).items() if n.startswith(f"compare/{name}/")}
+    assert mine and all(data["root"] is None and data["fingerprint"] == fingerprint(tmp_path / entry["root"])
+                        for data in mine.values())
 
 
 def test_one_epoch_on_the_grey_folder_through_kdrepro_train(tmp_path, monkeypatch, capsys):
@@ -226,3 +231,20 @@ def test_the_workflow_trains_on_a_folder_and_a_symlink_to_it_leaves_nothing_to_d
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(grey / "train" / "c0" / "0.png")
     out = snakemake(work, target, "-n", "--configfile", "config/smoke.yaml", mine(tmp_path / "link")).stdout
     assert "rule train" in out and "params" in out.lower(), out
+
+
+def test_list_datasets_shows_the_settings_folders_and_the_summary_follows_their_content(tmp_path, capsys):
+    from kdrepro import summary
+
+    grey, colour = two_folders(tmp_path)
+    config = folder_setting(grey, colour)
+    own = tmp_path / "mine.yaml"
+    own.write_text(yaml.safe_dump({key: config[key] for key in ("datasets", "image_folders", "data", "experiments")}))
+    cli.main(["list", "datasets", "--configfile", str(REPO / "config" / "smoke.yaml"), "--configfile", str(own)])
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in capsys.readouterr().out.splitlines()}
+    assert lines["grey"] == f"3 classes, 1 channel(s), 8x8, 12 train / 6 test images (at {grey})"
+    assert lines["colour"].startswith("2 classes, 3 channel(s), 8x8, 8 train / 4 test images")
+    # `kdrepro list` and `status` read a cached summary of the runs and their hashes: new images are another summary
+    before = summary.key(config)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(grey / "train" / "c0" / "0.png")
+    assert summary.key(config) != before

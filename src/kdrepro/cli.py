@@ -258,7 +258,8 @@ def list_losses(args, config: dict) -> None:
 
 
 def list_datasets(args, config: dict) -> None:
-    from kdrepro.data.meta import PUBLISHED, dataset_meta, default_root
+    from kdrepro.data.folders import LEGACY, setting_folders
+    from kdrepro.data.meta import PUBLISHED, dataset_meta, default_root, folder_meta, folder_problem
 
     def line(meta) -> str:
         return (f"{meta.num_classes:3d} classes, {meta.channels} channel(s), {meta.size}x{meta.size}, "
@@ -267,11 +268,17 @@ def list_datasets(args, config: dict) -> None:
     for name, meta in PUBLISHED.items():
         print(f"{name:14s} {line(meta)}")
     # the user's own images, where the setting (else the loader's default) says they are
-    root = config["data"]["roots"].get("image_folder") or default_root("image_folder")
-    meta = dataset_meta("image_folder", root)
-    print(f"{'image_folder':14s} " + (f"{line(meta)} (at {root})" if meta else
-                                      f"your own images: none at {root}; set data.roots.image_folder to a folder of "
-                                      "train/ and test/, one folder per class in each"))
+    folders = setting_folders(config)
+    if LEGACY not in folders:
+        root = config["data"]["roots"].get(LEGACY) or default_root(LEGACY)
+        meta = dataset_meta(LEGACY, root)
+        print(f"{LEGACY:14s} " + (f"{line(meta)} (at {root})" if meta else
+                                  f"your own images: none at {root}; set data.roots.{LEGACY} to a folder of "
+                                  "train/ and test/, one folder per class in each"))
+    for name, folder in folders.items():  # the setting's image_folders (and image_folder where it trains on it)
+        meta = folder_meta(folder.root, name, folder.channels)
+        print(f"{name:14s} " + (f"{line(meta)} (at {folder.root})" if meta else
+                                f"your own images: {folder_problem(folder.root)}; set {folder.key}"))
 
 
 def list_methods(args, config: dict) -> None:

@@ -4,7 +4,8 @@ Building a registry loads every paper and the report code (pandas, matplotlib); 
 and showing the runs' status needs only the runs' names, dependencies, epochs and config hashes, the papers'
 target names and the comparison's method descriptions. Those are written once per setting content, code
 version and working directory to a JSON file under the user cache: the key hashes the validated setting, the
-package's source files, the experiment files, the published values, the schemas and the working directory. A
+package's source files, the experiment files, the published values, the schemas, the working directory and the
+content of the setting's image folders (whose fingerprints are in their runs' config hashes). A
 search that has finished adds runs, so each summary also records the result files of the setting's searches
 and is used only while they are as they were.
 """
@@ -17,6 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kdrepro.data.folders import fingerprint, setting_folders
+from kdrepro.data.meta import folder_problem
 from kdrepro.experiments import Registry
 from kdrepro.io import save_json
 from kdrepro.paths import EXPERIMENTS, PAPER_VALUES, REPO, SCHEMA, USER_CACHE
@@ -43,6 +46,10 @@ def file_hash(path: Path) -> str | None:
 
 def key(config: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode() + str(Path.cwd()).encode())
+    folders = setting_folders(config)
+    for name in config["datasets"]:  # an image folder's content is in its runs' config hashes
+        if name in folders and folder_problem(folders[name].root) is None:
+            digest.update(f"{name}\0{fingerprint(folders[name].root)}\0".encode())
     for folder, pattern in SOURCES:
         for path in sorted(folder.glob(pattern)):
             digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
