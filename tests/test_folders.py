@@ -142,6 +142,23 @@ def test_missing_roots_and_unknown_datasets_are_named(tmp_path):
         load_folder("grey", None)
 
 
+def test_a_setting_without_roots_takes_them_from_the_environment(tmp_path):
+    """results/<setting>/setting.json, which the search and render jobs load, is written without the roots."""
+    from kdrepro import config as settings
+    from kdrepro.data.folders import export_roots, without_roots
+
+    grey, colour = two_folders(tmp_path)
+    config = folder_setting(grey, colour)
+    bare = without_roots(config)
+    assert bare["image_folders"] == {"grey": {"channels": None}, "colour": {"channels": None}}
+    (tmp_path / "setting.json").write_text(json.dumps(bare))
+    with pytest.raises(ConfigError, match=f"config key image_folders.grey.root: image folder 'grey': no root is given .*{ROOTS_ENV}"):
+        settings.load([tmp_path / "setting.json"])
+    export_roots(config)
+    again = settings.load([tmp_path / "setting.json"])
+    assert build_registry(again).runs["takd/grey/plane2/s0"] == build_registry(config).runs["takd/grey/plane2/s0"]
+
+
 def test_a_mixed_folder_read_as_it_is_is_refused_with_the_image(tmp_path):
     grey = write_folder(tmp_path / "grey", 2, colour=False)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(grey / "train" / "c1" / "rgb.png")
@@ -216,6 +233,7 @@ def test_the_workflow_trains_on_a_folder_and_a_symlink_to_it_leaves_nothing_to_d
     work = copy_workflow(tmp_path / "work")
     grey = write_folder(tmp_path / "images" / "grey", 2, colour=False)
     target = "results/mine/runs/takd/grey/plane2/s0/metrics.json"
+    setting_json = "results/mine/setting.json"  # every search's and target's input
 
     def mine(root: Path) -> str:
         (work / "mine.yaml").write_text(yaml.safe_dump({
@@ -223,10 +241,11 @@ def test_the_workflow_trains_on_a_folder_and_a_symlink_to_it_leaves_nothing_to_d
             "image_folders": {"grey": {"root": str(root)}}, "data": {"train_subset": None, "test_subset": None}}))
         return "mine.yaml"
 
-    snakemake(work, target, "--configfile", "config/smoke.yaml", mine(grey), "--cores", "1")
+    snakemake(work, target, setting_json, "--configfile", "config/smoke.yaml", mine(grey), "--cores", "1")
     assert json.loads((work / target).read_text())["epochs"] == 1
+    assert "root" not in json.loads((work / setting_json).read_text())["image_folders"]["grey"]
     (tmp_path / "link").symlink_to(grey, target_is_directory=True)
-    out = snakemake(work, target, "-n", "--configfile", "config/smoke.yaml", mine(tmp_path / "link")).stdout
+    out = snakemake(work, target, setting_json, "-n", "--configfile", "config/smoke.yaml", mine(tmp_path / "link")).stdout
     assert "Nothing to be done" in out, out
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(grey / "train" / "c0" / "0.png")
     out = snakemake(work, target, "-n", "--configfile", "config/smoke.yaml", mine(tmp_path / "link")).stdout

@@ -259,7 +259,7 @@ def list_losses(args, config: dict) -> None:
 
 def list_datasets(args, config: dict) -> None:
     from kdrepro.data.folders import LEGACY, setting_folders
-    from kdrepro.data.meta import PUBLISHED, dataset_meta, default_root, folder_meta, folder_problem
+    from kdrepro.data.meta import PUBLISHED, dataset_meta, default_root, folder_meta
 
     def line(meta) -> str:
         return (f"{meta.num_classes:3d} classes, {meta.channels} channel(s), {meta.size}x{meta.size}, "
@@ -276,9 +276,9 @@ def list_datasets(args, config: dict) -> None:
                                   f"your own images: none at {root}; set data.roots.{LEGACY} to a folder of "
                                   "train/ and test/, one folder per class in each"))
     for name, folder in folders.items():  # the setting's image_folders (and image_folder where it trains on it)
-        meta = folder_meta(folder.root, name, folder.channels)
+        meta = folder_meta(folder.root, name, folder.channels) if folder.problem is None else None
         print(f"{name:14s} " + (f"{line(meta)} (at {folder.root})" if meta else
-                                f"your own images: {folder_problem(folder.root)}; set {folder.key}"))
+                                f"your own images: {folder.problem}; set {folder.key}"))
 
 
 def list_methods(args, config: dict) -> None:

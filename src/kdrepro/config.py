@@ -12,7 +12,6 @@ import yaml
 
 from kdrepro.data import split_problems
 from kdrepro.data.folders import known_datasets, setting_folders, setting_meta
-from kdrepro.data.meta import folder_problem
 from kdrepro.catalog import ModelError, check_model_options, family_models, list_families
 from kdrepro.paths import SCHEMA
 
@@ -111,7 +110,7 @@ def check_consistency(config: dict[str, Any]) -> None:
                                   f"({', '.join(config['datasets'])})")
     folders = setting_folders(config)
     for name in config["datasets"]:
-        if name in folders and (problem := folder_problem(folders[name].root)) is not None:
+        if name in folders and (problem := folders[name].problem) is not None:
             raise ConfigError(f"config key {folders[name].key}: image folder {name!r}: {problem}")
     d = config["data"]
     metas = [m for m in (setting_meta(name, config) for name in config["datasets"]) if m is not None]

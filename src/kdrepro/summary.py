@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from kdrepro.data.folders import fingerprint, setting_folders
-from kdrepro.data.meta import folder_problem
 from kdrepro.experiments import Registry
 from kdrepro.io import save_json
 from kdrepro.paths import EXPERIMENTS, PAPER_VALUES, REPO, SCHEMA, USER_CACHE
@@ -48,7 +47,7 @@ def key(config: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode() + str(Path.cwd()).encode())
     folders = setting_folders(config)
     for name in config["datasets"]:  # an image folder's content is in its runs' config hashes
-        if name in folders and folder_problem(folders[name].root) is None:
+        if name in folders and folders[name].problem is None:
             digest.update(f"{name}\0{fingerprint(folders[name].root)}\0".encode())
     for folder, pattern in SOURCES:
         for path in sorted(folder.glob(pattern)):

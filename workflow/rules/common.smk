@@ -10,6 +10,7 @@ from kdrepro.cluster import (
     uses_gpu,
 )
 from kdrepro.assemble import build_registry
+from kdrepro.data.folders import without_roots
 
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting

@@ -16,6 +16,7 @@ new images do.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -43,9 +44,16 @@ LEGACY = "image_folder"  # the one folder of older settings: data.roots.image_fo
 @dataclass(frozen=True)
 class ImageFolder:
     name: str
-    root: Path
+    root: Path | None  # None: neither the setting nor the environment gives one
     channels: int | None  # 1 or 3; None: as the images are (greyscale ones stay single-channel)
     key: str  # the setting key that gives its root
+
+    @property
+    def problem(self) -> str | None:
+        """What keeps the folder from being read (None: nothing)."""
+        if self.root is None:
+            return f"no root is given (not in the setting, and {ROOTS_ENV} names none for {self.name!r})"
+        return folder_problem(self.root)
 
 
 def root_key(name: str) -> str:
@@ -53,14 +61,31 @@ def root_key(name: str) -> str:
 
 
 def setting_folders(config: dict[str, Any]) -> dict[str, ImageFolder]:
-    """The setting's image folders by name: its `image_folders`, and `image_folder` where its datasets name it."""
-    folders = {name: ImageFolder(name, Path(entry["root"]), entry.get("channels"), f"image_folders.{name}.root")
-               for name, entry in config.get("image_folders", {}).items()}
+    """The setting's image folders by name: its `image_folders`, and `image_folder` where its datasets name it.
+    A root the setting leaves out is the environment's (ROOTS_ENV): results/<setting>/setting.json, which the
+    jobs read, is written without them (without_roots)."""
+    exported = exported_roots()
+    folders = {}
+    for name, entry in config.get("image_folders", {}).items():
+        root = entry.get("root") or exported.get(name)
+        folders[name] = ImageFolder(name, Path(root) if root else None, entry.get("channels"), f"image_folders.{name}.root")
     if LEGACY in config.get("datasets", []) and LEGACY not in folders:
-        root = config.get("data", {}).get("roots", {}).get(LEGACY)
+        root = config.get("data", {}).get("roots", {}).get(LEGACY) or exported.get(LEGACY)
         folders[LEGACY] = ImageFolder(LEGACY, Path(root) if root else default_root(LEGACY), 3,
                                       f"data.roots.{LEGACY}" if root else f"data.roots.{LEGACY} (not set: the default place)")
     return folders
+
+
+def without_roots(config: dict[str, Any]) -> dict[str, Any]:
+    """The setting less its image folders' roots (the jobs have them from ROOTS_ENV): what the workflow writes to
+    results/<setting>/setting.json, an input of every search and target, so that moving the images, or reaching
+    them through a symlink, reruns none of those either."""
+    out = copy.deepcopy(config)
+    for name in setting_folders(config):
+        out.get("image_folders", {}).get(name, {}).pop("root", None)
+        if name == LEGACY:
+            out.get("data", {}).get("roots", {}).pop(LEGACY, None)
+    return out
 
 
 def known_datasets(config: dict[str, Any]) -> list[str]:
@@ -85,23 +110,24 @@ def setting_meta(name: str, config: dict[str, Any]) -> DatasetMeta | None:
     folder = setting_folders(config).get(name)
     if folder is None:
         return dataset_meta(name, config["data"]["roots"].get(name))
-    return folder_meta(folder.root, name, folder.channels)
+    return folder_meta(folder.root, name, folder.channels) if folder.root else None
 
 
 def spec_fields(folder: ImageFolder) -> dict[str, Any]:
     """What a run spec says of an image folder: its content and channels, not its root (which the job finds in
     ROOTS_ENV); a folder that is not there is an error naming the setting key."""
-    problem = folder_problem(folder.root)
-    if problem is not None:
+    problem = folder.problem
+    if problem is not None or folder.root is None:
         raise DatasetError(f"{folder.key}: image folder {folder.name!r}: {problem}")
     return {"root": None, "channels": folder.channels, "fingerprint": fingerprint(folder.root)}
 
 
 # ---- the roots, for the jobs ---------------------------------------------------------------------
 def export_roots(config: dict[str, Any]) -> None:
-    """ROOTS_ENV set to the setting's folder roots (absolute: a job may start elsewhere), for this process and
-    every process it starts (Snakemake's jobs, the warm trainer's children)."""
-    roots = {name: str(folder.root.absolute()) for name, folder in setting_folders(config).items()}
+    """ROOTS_ENV set to the setting's folder roots (absolute: a job may start elsewhere; a root the setting leaves
+    out stays the environment's), for this process and every process it starts (Snakemake's jobs, the warm
+    trainer's children)."""
+    roots = {name: str(folder.root.absolute()) for name, folder in setting_folders(config).items() if folder.root}
     os.environ[ROOTS_ENV] = json.dumps(roots, sort_keys=True)
 
 
