@@ -70,6 +70,9 @@ def test_two_named_folders_build_one_registry_with_their_own_channels_and_no_roo
         specs = [s for s in registry.runs.values() if s.data.dataset == dataset]
         assert specs and all(s.data.root is None and s.data.fingerprint == fingerprint(folder) for s in specs)
         assert not any(str(tmp_path) in s.to_json() for s in specs)
+    # a paper block's datasets pick among them, as among the built-in ones
+    own = build_registry(folder_setting(grey, colour, takd={"datasets": ["colour"]}))
+    assert own.runs and {spec.data.dataset for spec in own.runs.values()} == {"colour"}
     # the loader reads each as the setting says, and agrees with the facts known from the listing
     os.environ[ROOTS_ENV] = json.dumps({"grey": str(grey), "colour": str(colour)})
     for dataset, channels in (("grey", None), ("colour", None)):
@@ -132,6 +135,8 @@ def test_missing_roots_and_unknown_datasets_are_named(tmp_path):
         folder_setting(colour, grey)
     with pytest.raises(ConfigError, match="datasets.1: unknown dataset 'greyy'; the known datasets: cifar10, .*colour, .*grey"):
         folder_setting(colour, colour, datasets=["grey", "greyy"])
+    with pytest.raises(ConfigError, match="takd.datasets.0: greyy is not one of the setting's datasets"):
+        folder_setting(colour, colour, takd={"datasets": ["greyy"]})
     with pytest.raises(ConfigError, match="config key data.roots.image_folder: .*does not exist"):
         setting("smoke", datasets=["image_folder"], data={"roots": {"image_folder": str(missing)}})
     # a job that was not given the root names the variable and the setting key
