@@ -58,7 +58,7 @@ def test_dml_trains_a_peer_with_the_student_and_a_ktg_graph_is_given_as_gated_ed
     # FitNets' two stages: the hint run, whose layers up to the middle stage start the KD run's student
     registry, _ = assemble(setting("smoke", compare={"pairs": [PAIR], "methods": ["fitnets"]}))
     hint = registry.runs["compare/fashion_mnist/resnet110-resnet20/fitnets-stage1/s0"]
-    assert [(e.source, e.loss) for e in hint.edges] == [("teacher", "fitnets_hint")]
+    assert [(e.source, e.loss, e.weight) for e in hint.edges] == [("teacher", "hint", 100)]
     student = registry.runs["compare/fashion_mnist/resnet110-resnet20/fitnets/s0"].node("student")
     assert (student.init_from, student.init_layers) == (hint.name, ("conv1", "bn1", "layer1", "layer2"))
     with pytest.raises(SpecError, match="only a peer teacher"):
