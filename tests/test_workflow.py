@@ -86,7 +86,7 @@ def test_a_report_of_the_targets_built_so_far_shows_tables_as_html(tmp_path):
     snakemake(wd, "--report", "report.html")
     report = (wd / "report.html").read_text()
     assert "takd_table2.html" in report and "takd_fig2.png" in report
-    assert "takd_table1" not in report and "takd_table2.csv" not in report
+    assert "takd_table1.html" not in report and "takd_table2.csv" not in report
 
 
 @pytest.mark.slow
