@@ -288,15 +288,15 @@ def test_sampler_ablation_reads_k_as_images_per_class_and_checks_it_naming_the_k
     reg = build_registry(setting("config"))
     runs = reg.targets["cckd_ablation_sampler"].runs
     cur = reg.runs[next(r for r in runs if "-cur-k16/" in r)]
-    assert cur.sampler == {"name": "cur", "samples_per_class": 16} and cur.batch_size == 128  # 8 classes x 16 images
-    sur = reg.runs[next(r for r in runs if "-sur4-k64/" in r)]
-    assert sur.sampler == {"name": "sur", "superclasses": 4, "samples_per_superclass": 64, "node": "teacher"}
+    assert cur.sampler == {"name": "cur", "samples_per_class": 16} and cur.batch_size == 64  # 4 classes x 16 images
+    sur = reg.runs[next(r for r in runs if "-sur4-k16/" in r)]
+    assert sur.sampler == {"name": "sur", "superclasses": 4, "samples_per_superclass": 16, "node": "teacher"}
     other = build_registry(setting("config", cckd={"cur": {"k": [4], "reading": "classes_per_batch"}}))
     assert any(r.endswith("-cur-c4/s0") for r in other.targets["cckd_ablation_sampler"].runs)
     # refused with the setting, before any registry is built
-    with pytest.raises(ConfigError, match="config key cckd.cur.k.0: 12 does not divide the batch of 128"):
+    with pytest.raises(ConfigError, match="config key cckd.cur.k.0: 12 does not divide the batch of 64"):
         setting("config", cckd={"cur": {"k": [12]}})
-    with pytest.raises(ConfigError, match="config key cckd.cur.k.0: a batch of 128 would hold 64 classes, but there are 10"):
+    with pytest.raises(ConfigError, match="config key cckd.cur.k.0: a batch of 64 would hold 32 classes, but there are 10"):
         setting("config", cckd={"cur": {"k": [2]}})
 
 
