@@ -16,10 +16,10 @@ run: setup
 	$(VENV)/bin/snakemake --cores $(CORES)
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -m "not slow"
+	$(VENV)/bin/python -m pytest -q -m "not slow" --durations=15
 
 test-slow: setup
-	$(VENV)/bin/python -m pytest -q -m slow
+	$(VENV)/bin/python -m pytest -q -m slow --durations=15
 
 setup:
 	bash workflow/scripts/bootstrap.sh $(VENV)

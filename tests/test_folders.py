@@ -229,6 +229,7 @@ def test_one_epoch_on_the_grey_folder_through_kdrepro_train(tmp_path, monkeypatc
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["run"] == "takd/grey/plane2/s0"
 
 
+@pytest.mark.slow  # three real Snakemake runs: in `make test-slow` and CI
 @pytest.mark.workflow
 def test_the_workflow_trains_on_a_folder_and_a_symlink_to_it_leaves_nothing_to_do(tmp_path):
     """Snakemake's jobs find the root in the environment the Snakefile sets; the rule's params (the spec) name the
