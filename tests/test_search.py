@@ -120,6 +120,7 @@ def search_epochs(search) -> int:
     return search.probe_spec().epochs
 
 
+@pytest.mark.slow  # a worker process killed mid-trial and a second one resuming it: about 45 s, in `make test-slow` and CI
 def test_a_killed_worker_resumes_without_losing_finished_trials(pretrained, tmp_path):
     import optuna
 
