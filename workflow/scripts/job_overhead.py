@@ -19,6 +19,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from kdrepro.graph import RunSpec
+
 KINDS = {False: "runs that load no other run", True: "runs with a frozen teacher or an initialisation"}
 
 
@@ -31,8 +33,7 @@ def overheads(results: Path) -> dict[bool, list[tuple[float, float]]]:
             continue
         with open(bench) as handle:
             job_seconds = float(next(csv.DictReader(handle, delimiter="\t"))["s"])
-        nodes = json.loads((run_dir / "spec.json").read_text())["nodes"]
-        loads = any(node.get("frozen_from") or node.get("init_from") for node in nodes)
+        loads = bool(RunSpec.from_dict(json.loads((run_dir / "spec.json").read_text())).dependencies)
         out[loads].append((job_seconds, job_seconds - json.loads((run_dir / "metrics.json").read_text())["wall_seconds"]))
     return out
 
