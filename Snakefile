@@ -6,6 +6,7 @@ from snakemake.utils import min_version
 
 from kdrepro.config import validate as validate_setting
 from kdrepro.data.folders import export_roots as export_data_roots
+from kdrepro.teachers import export_paths as export_teacher_paths
 
 min_version("9.0")
 
@@ -21,6 +22,8 @@ config.update(validate_setting(config))
 # the roots of the setting's image folders, for every job (which inherits the environment): a run's spec
 # names a folder by its content, never by its path, so that moving or linking the images retrains nothing
 export_data_roots(config)
+# the same for the external teachers' files: a run names a file by its sha256, never by its path
+export_teacher_paths(config)
 
 
 report: "workflow/report/workflow.rst"

@@ -15,8 +15,8 @@ LAYERS = [
     ("kdrepro.models", "kdrepro.data"),
     ("kdrepro.losses",),
     # what to run, checked against the registries below: a run spec, and a setting (its cross-field checks
-    # read the datasets' sizes and the model families)
-    ("kdrepro.graph", "kdrepro.config", "kdrepro.catalog_build", "kdrepro.search_space"),
+    # read the datasets' sizes and the model families, and its external teachers' files)
+    ("kdrepro.graph", "kdrepro.config", "kdrepro.catalog_build", "kdrepro.search_space", "kdrepro.teachers"),
     ("kdrepro.engine", "kdrepro.search", "kdrepro.cluster", "kdrepro.bench"),
     ("kdrepro.experiments", "kdrepro.summary"),
     ("kdrepro.report",),
@@ -26,9 +26,10 @@ LAYERS = [
     ("kdrepro.pool_server",),  # the warm trainer runs the command line in its children
 ]
 # Modules that import parts of the package inside functions, on purpose: each CLI command loads only what it
-# uses; FitNets' Table 5 builds and times networks when it renders, which listing runs or rendering any
-# other target must not pay for (torch).
-LAZY = {"kdrepro.cli", "kdrepro.papers.fitnets", "kdrepro.papers.fitnets_runs"}
+# uses; FitNets' Table 5 builds and times networks when it renders, and the registry checks an external
+# teacher's file by building its network, which listing runs, rendering any other target or building the
+# registry of a setting without external teachers must not pay for (torch).
+LAZY = {"kdrepro.cli", "kdrepro.papers.fitnets", "kdrepro.papers.fitnets_runs", "kdrepro.experiments"}
 
 
 def module_name(path: Path) -> str:

@@ -63,13 +63,16 @@ def setting_flag(key: str, convert=str):
 
 
 def setting_from(args) -> dict:
-    """The setting of the flags; its image folders' roots go into the environment (kdrepro.data.folders.ROOTS_ENV),
-    where this process's loads, and those of a warm trainer's child it hands a run to, find them."""
+    """The setting of the flags; its image folders' roots and its external teachers' files go into the environment
+    (kdrepro.data.folders.ROOTS_ENV, kdrepro.teachers.TEACHERS_ENV), where this process's loads, and those of a warm
+    trainer's child it hands a run to, find them."""
     from kdrepro import config as settings
     from kdrepro.data.folders import export_roots
+    from kdrepro.teachers import export_paths
 
     config = settings.load(args.configfile or DEFAULT_CONFIG, _overrides(args.config))
     export_roots(config)
+    export_paths(config)
     return config
 
 
@@ -121,18 +124,20 @@ def train_options(args, config: dict | None, setting: str) -> dict:
 
 def spec_from_flag(value: str):
     """--spec-json's run spec: the JSON itself or, where the value names an existing file, the JSON in that file.
-    Every error is one line, and names the file where there is one."""
+    A node that names an external file by its path (weights_file) alone is given the file's sha256. Every error
+    is one line, and names the file where there is one."""
     from kdrepro.graph import RunSpec, SpecError
+    from kdrepro.teachers import with_file_hashes
 
     if not os.path.exists(value):  # os.path: a spec's JSON, too long to be a file name, is then no file rather than an error
         try:
-            return RunSpec.from_dict(json.loads(value))
+            return RunSpec.from_dict(with_file_hashes(json.loads(value)))
         except json.JSONDecodeError as err:
             # a spec's JSON is an object: anything else was meant as a file name
             what = "" if value.lstrip().startswith("{") else f", nor an existing file ({os.path.abspath(value)})"
             raise SystemExit(f"kdrepro: --spec-json is not valid JSON ({err}){what}") from None
     try:
-        return RunSpec.from_dict(json.loads(Path(value).read_text()))
+        return RunSpec.from_dict(with_file_hashes(json.loads(Path(value).read_text())))
     except json.JSONDecodeError as err:
         raise SystemExit(f"kdrepro: --spec-json file {value} is not valid JSON: {err}") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -162,7 +167,7 @@ def cmd_train(args) -> None:
         raise SystemExit(status)
     import torch
 
-    from kdrepro.engine import train_run
+    from kdrepro.engine import evaluate_run, train_run
 
     if args.spec_json:
         from kdrepro import config as settings
@@ -185,9 +190,12 @@ def cmd_train(args) -> None:
 
         if options.pop("compile_mode"):
             raise SystemExit("kdrepro: --stack does not compile (torch.compile of a vmapped step is not supported here)")
+        if any(spec.evaluation for spec in specs):
+            raise SystemExit("kdrepro: --stack trains runs; a run whose nodes are all frozen (an evaluation) is run alone")
         results = train_stacked(specs, [runs_root / s.name for s in specs], runs_root, **options)
-    else:
-        results = [train_run(spec, runs_root / spec.name, runs_root, **options) for spec in specs]
+    else:  # a run whose nodes are all frozen (an external teacher's) is measured, not trained
+        results = [evaluate_run(spec, runs_root / spec.name, runs_root, device=options["device"], setting=setting)
+                   if spec.evaluation else train_run(spec, runs_root / spec.name, runs_root, **options) for spec in specs]
     for metrics in results:
         print(json.dumps({k: metrics[k] for k in ("run", "final_test_acc", "best_test_acc", "wall_seconds")}))
 

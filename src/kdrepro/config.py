@@ -14,6 +14,7 @@ from kdrepro.data import split_problems
 from kdrepro.data.folders import known_datasets, setting_folders, setting_meta
 from kdrepro.catalog import ModelError, check_model_options, family_models, list_families
 from kdrepro.paths import SCHEMA
+from kdrepro.teachers import teacher_problems
 
 PAPER_BLOCKS = ("takd", "tfkd", "cckd", "ktg", "fitnets")  # the settings blocks of the papers
 MODEL_OPTION_BLOCKS = ("takd", "tfkd", "ktg")  # paper blocks with `model_options`: family -> builder options
@@ -97,7 +98,7 @@ def check_consistency(config: dict[str, Any]) -> None:
     """The cross-field checks of a schema-valid setting, each error naming its key: each dataset known (built in,
     or one of the setting's image_folders, whose roots must hold images), each paper's datasets among the setting's, subsets, validation and pad_to against each dataset's known sizes, CCKD's sampler counts
     against its batch and the classes (for the experiments the setting builds), model options only for known
-    families and of the builders' types."""
+    families and of the builders' types, external teachers' names, networks, datasets and files (kdrepro.teachers)."""
     known = known_datasets(config)
     for i, name in enumerate(config["datasets"]):
         if name not in known:
@@ -125,6 +126,8 @@ def check_consistency(config: dict[str, Any]) -> None:
         if search:  # the trials' held-out images come out of TAKD's training images (data.train_subset)
             for key, problem in split_problems(meta, train_subset=d["train_subset"], validation=search["validation"]).items():
                 raise ConfigError(f"config key takd.hyper_search.{key}: {problem}")
+    for key, problem in teacher_problems(config).items():
+        raise ConfigError(f"config key {key}: {problem}")
     check_hyper_search(config["takd"]["hyper_search"])
     if "cckd" in config["experiments"]:
         check_samplers(config, max((m.num_classes for m in metas), default=None))

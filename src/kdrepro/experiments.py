@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kdrepro.data import DatasetMeta
+from kdrepro.data.files import file_sha256
 from kdrepro.data.folders import root_key, setting_folders, setting_meta, spec_fields
-from kdrepro.graph import RunSpec, SpecError
+from kdrepro.graph import Node, RunSpec, SpecError
 from kdrepro.search_space import SearchDef
+from kdrepro.teachers import setting_teachers
 
 def dataset_facts(dataset: str, config: dict[str, Any]) -> DatasetMeta:
     """What the papers need to know of a dataset before it is loaded (the data layer's registry)."""
@@ -87,6 +89,8 @@ class Registry:
     searched: set[str] = field(default_factory=set)
     # what the runs' specs say of each of the setting's image folders (content fingerprint, channels), found once
     folder_fields: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    # the sha256 of each external teacher's file that a run names, found (and the file checked) once
+    teacher_hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def setting(self) -> str:
@@ -121,6 +125,22 @@ class Registry:
             folder = setting_folders(self.config).get(dataset)
             self.folder_fields[dataset] = spec_fields(folder) if folder else {}
         return self.folder_fields[dataset]
+
+    def external_node(self, name: str) -> Node | None:
+        """A frozen node "teacher" that loads the setting's external teacher `name` (kdrepro.teachers), by its file's
+        content; None where the setting names no such teacher. The first time, the file is checked to load strictly
+        into the teacher's network for its dataset (an error naming the setting key where it does not)."""
+        teacher = setting_teachers(self.config).get(name)
+        if teacher is None:
+            return None
+        if name not in self.teacher_hashes:
+            # imported here: the check builds the network (torch), which only a setting that names a teacher pays for
+            from kdrepro.engine.external import check_teacher
+
+            meta = dataset_facts(teacher.dataset, self.config)
+            check_teacher(teacher, meta.num_classes, meta.channels, self.config["data"]["pad_to"] or meta.size)
+            self.teacher_hashes[name] = file_sha256(teacher.path)
+        return Node("teacher", teacher.arch, teacher.options, weights_sha256=self.teacher_hashes[name])
 
     def add_runs(self, specs: dict[str, RunSpec]) -> None:
         for name, spec in specs.items():

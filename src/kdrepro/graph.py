@@ -1,8 +1,9 @@
 """Run specifications: every run is a knowledge-transfer graph.
 
-Nodes are networks (trained, or frozen and loaded from another run's checkpoint); edges carry
-a loss from a source node (or the label node) to a target node, weighted by a gate. A run spec
-is plain data: it round-trips through JSON and its hash names its configuration.
+Nodes are networks (trained, or frozen and loaded from another run's checkpoint or from a file trained
+elsewhere); edges carry a loss from a source node (or the label node) to a target node, weighted by a
+gate. A run whose nodes are all frozen trains nothing: it measures its eval_node (an external teacher's
+accuracy). A run spec is plain data: it round-trips through JSON and its hash names its configuration.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -24,6 +26,7 @@ from kdrepro.data.sampling import SamplerError, make_plan
 from kdrepro.typecheck import expected, fits
 
 LABELS = "labels"  # the virtual source node that holds the ground truth
+SHA256 = re.compile(r"[0-9a-f]{64}")  # an external teacher's file, by the sha256 of its bytes
 
 
 class SpecError(ValueError):
@@ -44,10 +47,16 @@ class Node:
     # init_lr_scale (the official FitNets code's -lrs). Left out of to_dict/the hash at the defaults.
     init_layers: tuple[str, ...] | None = None
     init_lr_scale: float = 1.0
+    # An external teacher (kdrepro.teachers): a frozen node that loads a file trained elsewhere instead of a run's
+    # checkpoint, named by the sha256 of the file's bytes, which is in the config hash; weights_file, the path, is
+    # not (a moved or linked copy is the same teacher): absent, the job finds the file of that content among the
+    # setting's teachers. Both left out of to_dict/the hash while None.
+    weights_sha256: str | None = None
+    weights_file: str | None = None
 
     @property
     def trainable(self) -> bool:
-        return self.frozen_from is None
+        return self.frozen_from is None and self.weights_sha256 is None
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ OPTIMIZERS = ("sgd", "rmsprop")
 # Fields added after specs were first hashed: left out of to_dict (so of to_json and the config hash)
 # while they hold their defaults, so that every spec written before them keeps its hash.
 LATER_DEFAULTS = {
-    "nodes": {"init_layers": None, "init_lr_scale": 1.0},
+    "nodes": {"init_layers": None, "init_lr_scale": 1.0, "weights_sha256": None, "weights_file": None},
     "edges": {"gate_options": {}},
     "optimizer": {"kind": "sgd", "alpha": 0.99, "eps": 1e-8},
     "schedule": {"final_momentum": None, "momentum_epochs": ()},
@@ -158,6 +167,11 @@ class RunSpec:
         raise SpecError(f"run {self.name}: no node named {name!r}")
 
     @property
+    def evaluation(self) -> bool:
+        """Every node frozen: the run trains nothing and measures its eval_node (an external teacher's accuracy)."""
+        return not any(n.trainable for n in self.nodes)
+
+    @property
     def dependencies(self) -> list[str]:
         """Runs whose checkpoints this run reads (frozen nodes and initialisations)."""
         runs = [n.frozen_from or n.init_from for n in self.nodes]
@@ -166,8 +180,8 @@ class RunSpec:
     def validate(self) -> None:
 
         where = f"run {self.name}"
-        if self.epochs < 1:
-            raise SpecError(f"{where}: epochs must be at least 1, got {self.epochs}")
+        if self.epochs < 0 or (self.epochs == 0 and not self.evaluation):
+            raise SpecError(f"{where}: epochs must be at least 1, got {self.epochs} (0 only for a run whose nodes are all frozen)")
         if self.batch_size < 1:
             raise SpecError(f"{where}: batch_size must be at least 1, got {self.batch_size}")
         d = self.data
@@ -186,8 +200,9 @@ class RunSpec:
                 check_model_options(node.arch, node.options)
             except ModelError as err:
                 raise SpecError(f"{where}: node {node.name!r}: {err}") from None
-        if not any(n.trainable for n in self.nodes):
-            raise SpecError(f"{where}: no trainable node")
+        if self.evaluation and (self.edges or self.epochs or self.save_epochs or self.sampler is not None):
+            raise SpecError(f"{where}: no trainable node (a run whose nodes are all frozen only evaluates its eval_node: "
+                            "no edges, epochs 0)")
         for edge in self.edges:
             for end in (edge.source, edge.target):
                 if end not in names and end != LABELS:
@@ -219,6 +234,17 @@ class RunSpec:
         for node in self.nodes:
             if (node.init_layers is not None or node.init_lr_scale != 1.0) and not node.init_from:
                 raise SpecError(f"{where}: node {node.name!r}: init_layers and init_lr_scale need init_from")
+            if node.weights_file is not None and node.weights_sha256 is None:
+                raise SpecError(f"{where}: node {node.name!r}: weights_file needs weights_sha256, the sha256 of the file's "
+                                "bytes (`kdrepro train --spec-json` fills it in from the file)")
+            if node.weights_sha256 is None:
+                continue
+            if not SHA256.fullmatch(node.weights_sha256):
+                raise SpecError(f"{where}: node {node.name!r}: weights_sha256 must be 64 lowercase hex digits, got "
+                                f"{node.weights_sha256!r}")
+            if node.frozen_from or node.frozen_epoch is not None or node.init_from:
+                raise SpecError(f"{where}: node {node.name!r}: a node that loads an external file (weights_sha256) "
+                                "takes no frozen_from, frozen_epoch or init_from")
         if self.optimizer.kind not in OPTIMIZERS:
             raise SpecError(f"{where}: optimizer.kind must be one of {OPTIMIZERS}, got {self.optimizer.kind!r}")
         if self.optimizer.kind == "rmsprop" and (self.optimizer.momentum or self.optimizer.nesterov):
@@ -260,9 +286,11 @@ class RunSpec:
     @property
     def config_hash(self) -> str:
         """Hash of everything that determines the result (the data root and download flag excluded; an image
-        folder's content is in it, by its fingerprint)."""
+        folder's content is in it, by its fingerprint; an external teacher's file by its sha256, not its path)."""
         identity = self.to_dict()
         identity["data"] = {k: v for k, v in identity["data"].items() if k not in ("root", "download")}
+        for node in identity["nodes"]:  # an external file by its content (weights_sha256), not by where it is
+            node.pop("weights_file", None)
         if identity.get("sampler") is None:
             identity.pop("sampler", None)  # the default (random order): hashes stay those of older specs
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]

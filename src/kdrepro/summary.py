@@ -5,7 +5,7 @@ and showing the runs' status needs only the runs' names, dependencies, epochs an
 target names and the comparison's method descriptions. Those are written once per setting content, code
 version and working directory to a JSON file under the user cache: the key hashes the validated setting, the
 package's source files, the experiment files, the published values, the schemas, the working directory and the
-content of the setting's image folders (whose fingerprints are in their runs' config hashes). A
+content of the setting's image folders and external teachers' files (which are in their runs' config hashes). A
 search that has finished adds runs, so each summary also records the result files of the setting's searches
 and is used only while they are as they were.
 """
@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kdrepro.data.files import file_sha256
 from kdrepro.data.folders import fingerprint, setting_folders
 from kdrepro.experiments import Registry
 from kdrepro.io import save_json
 from kdrepro.paths import EXPERIMENTS, PAPER_VALUES, REPO, SCHEMA, USER_CACHE
+from kdrepro.teachers import setting_teachers
 
 PACKAGE = Path(__file__).resolve().parent
 SOURCES = [(PACKAGE, "**/*.py"), (EXPERIMENTS, "*.yaml"), (PAPER_VALUES, "*.yaml"), (SCHEMA.parent, "*.yaml")]
@@ -49,6 +51,9 @@ def key(config: dict[str, Any]) -> str:
     for name in config["datasets"]:  # an image folder's content is in its runs' config hashes
         if name in folders and folders[name].problem is None:
             digest.update(f"{name}\0{fingerprint(folders[name].root)}\0".encode())
+    for name, teacher in setting_teachers(config).items():  # so is an external teacher's file's
+        if teacher.problem is None:
+            digest.update(f"{name}\0{file_sha256(teacher.path)}\0".encode())
     for folder, pattern in SOURCES:
         for path in sorted(folder.glob(pattern)):
             digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")

@@ -11,6 +11,7 @@ from kdrepro.cluster import (
 )
 from kdrepro.assemble import build_registry
 from kdrepro.data.folders import without_roots
+from kdrepro.teachers import without_paths as without_teacher_paths
 
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting

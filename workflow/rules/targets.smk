@@ -13,9 +13,9 @@ rule setting_file:
     conda:
         "../envs/kdrepro.yaml"
     params:
-        # without the image folders' roots (the jobs have them from the environment): moving the images or
-        # linking them elsewhere changes no search's or target's input
-        config=json.dumps(without_roots(config), sort_keys=True),
+        # without the image folders' roots and the teachers' paths (the jobs have them from the environment):
+        # moving the images or a teacher's file, or linking them elsewhere, changes no search's or target's input
+        config=json.dumps(without_teacher_paths(without_roots(config)), sort_keys=True),
     shell:
         "printf '%s\\n' {params.config:q} > {output} 2> {log}"
 

@@ -5,7 +5,8 @@ byte; it is computed once per (path, size, modification time) of its files: a st
 hash of those stats, keeps it. An unchanged folder then costs a few stat calls, a copy of the same files
 elsewhere (another root, a symlink resolved to another path) is hashed once and gives the same digest, and
 a changed file gives another stamp and is hashed afresh. kdrepro.data.sources keys its tensor cache on it;
-kdrepro.data.folders fingerprints a user's image folder with it.
+kdrepro.data.folders fingerprints a user's image folder with it; kdrepro.teachers names an external teacher's
+file by the sha256 of its bytes (file_sha256), found the same way.
 """
 
 from __future__ import annotations
@@ -89,3 +90,8 @@ def contents_digest(root: Path, files: list[Path], stamps: Path = STAMPS, stats:
     # the stamp names the relative paths too: the same files listed under another root hash otherwise
     names = relative(root, files)
     return stamped(stamps / "contents", json.dumps(names), files, compute, stats)
+
+
+def file_sha256(path: Path, stamps: Path = STAMPS) -> str:
+    """The sha256 of one file's bytes, computed once per version of it (the stamps under `stamps/sha256`)."""
+    return stamped(stamps / "sha256", "sha256", [path], lambda: hashlib.sha256(path.read_bytes()).hexdigest())

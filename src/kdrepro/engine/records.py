@@ -63,7 +63,10 @@ def training_problem(spec: RunSpec, rows: list[dict[str, Any]], num_classes: int
     """Why a finished run did not train, or None: its mean loss grew LOSS_GROWTH-fold or more over its
     lowest of an earlier epoch (diverged; a loss that exploded in the first epoch leaves the accuracy at
     chance), or the best test accuracy of its evaluated node stayed at chance over all its epochs. A node
-    that no label edge reaches (FitNets' hint stage) is not judged on its accuracy."""
+    that no label edge reaches (FitNets' hint stage) is not judged on its accuracy, nor is an evaluation run's
+    (it trained nothing)."""
+    if spec.evaluation:
+        return None
     losses = [row["loss"] for row in rows]
     for i in range(1, len(losses)):
         lowest = min(losses[:i])

@@ -26,13 +26,15 @@ from kdrepro.engine.checkpoint import (
 )
 from kdrepro.engine.optim import SGD, RMSProp, learning_rate, momentum
 from kdrepro.engine.records import Progress, rows_to_csv, summarise
-from kdrepro.errors import TrainingError
+from kdrepro.errors import CheckpointError, TrainingError
 from kdrepro.data.samplers import make_sampler
 from kdrepro.engine.edges import build_edge_modules, edge_key, edge_losses, edge_modules, forward, node_inputs
+from kdrepro.engine.external import load_external
 from kdrepro.graph import Node, RunSpec
 from kdrepro.io import file_lock, remove_stale_temporaries, save_json, save_text
 from kdrepro.paths import LOCK, PREVIOUS_RESUME, RESUME
 from kdrepro.models.zoo import create_model
+from kdrepro.teachers import weights_path
 
 
 def load_data(spec: RunSpec, device: str) -> DeviceData:
@@ -50,7 +52,8 @@ def load_data(spec: RunSpec, device: str) -> DeviceData:
 
 def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str,
                  compile_mode: str | None = None) -> dict[str, nn.Module]:
-    """Trainable nodes start from weights fixed by (seed, position), so compared methods share them."""
+    """Trainable nodes start from weights fixed by (seed, position), so compared methods share them; frozen ones
+    load another run's checkpoint, or an external teacher's file (the file of the node's weights_sha256)."""
     models: dict[str, nn.Module] = {}
     trainable_index = 0
     for node in spec.nodes:
@@ -59,7 +62,12 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str,
             trainable_index += 1
         model = create_model(node.arch, data.num_classes, data.in_channels, data.image_size, **node.options)
         source = node.frozen_from or node.init_from
-        if source:
+        if node.weights_sha256:
+            try:
+                load_external(model, weights_path(node.weights_file, node.weights_sha256), node.arch, node.options, data.num_classes)
+            except CheckpointError as err:
+                raise CheckpointError(f"run {spec.name}: node {node.name!r}: {err}") from None
+        elif source:
             name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
             weights = load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes, source)
             if node.init_from and node.init_layers is not None:  # only these layers; the rest keep their fresh init
@@ -321,7 +329,9 @@ def discard_resume_state(run_dir: Path) -> None:
 
 
 def checkpoint(spec: RunSpec, models: dict[str, nn.Module], epoch: int, num_classes: int) -> dict[str, Any]:
-    records = {n.name: model_record(n.arch, n.options, num_classes, models[n.name]) for n in spec.nodes if n.trainable}
+    # the trained nodes, and an evaluation run's frozen one (what it measured)
+    records = {n.name: model_record(n.arch, n.options, num_classes, models[n.name]) for n in spec.nodes
+               if n.trainable or n.name == spec.eval_node}
     edges = {key: {k: v.detach().cpu().clone() for k, v in models[key].state_dict().items()}
              for key in (edge_key(i, e) for i, e in enumerate(spec.edges)) if key in models}
     return {"format": FORMAT, "run": spec.name, "config_hash": spec.config_hash, "epoch": epoch,

@@ -23,9 +23,10 @@ KERNELS = ["cpu_isa", "cpu_capability"]
 
 
 def last_loss(epochs_csv) -> str:
-    """The last epoch's mean training loss as the run wrote it (the text, so no digit is lost)."""
+    """The last epoch's mean training loss as the run wrote it (the text, so no digit is lost); empty for an
+    evaluation run (an external teacher's), which trained nothing."""
     with open(epochs_csv, newline="") as handle:
-        return list(csv.DictReader(handle))[-1]["loss"]
+        return list(csv.DictReader(handle))[-1].get("loss", "")
 
 
 def run_row(registry: Registry, run: str) -> dict | None:
