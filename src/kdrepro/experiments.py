@@ -9,7 +9,7 @@ result when the workflow asks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -123,7 +123,10 @@ class Registry:
         return self.folder_fields[dataset]
 
     def add_runs(self, specs: dict[str, RunSpec]) -> None:
+        """Registers runs as the papers define them, with what the setting says of every run (`test_every`)."""
+        every = self.config.get("test_every", 1)
         for name, spec in specs.items():
+            spec = replace(spec, test_every=every) if every != spec.test_every else spec
             if name in self.runs and self.runs[name] != spec:
                 raise SpecError(f"run {name} is defined twice with different specs")
             self.runs[name] = spec
