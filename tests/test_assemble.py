@@ -149,3 +149,9 @@ def test_a_setting_with_a_convergence_block_checks_every_scratch_recipe_its_pape
     for name in added:
         base = registry.runs[name.replace("convergence/", "", 1).replace("/x3/", "/")]
         assert registry.runs[name].epochs == 3 * base.epochs and len(base.nodes) == 1
+
+
+def test_a_setting_may_evaluate_the_test_split_after_the_last_epoch_only():
+    registry = build_registry(setting("smoke", test_every=None))
+    assert all(spec.test_every == spec.epochs for spec in registry.runs.values())
+    assert {spec.test_every for spec in build_registry(setting("smoke")).runs.values()} == {1}

@@ -124,9 +124,11 @@ class Registry:
 
     def add_runs(self, specs: dict[str, RunSpec]) -> None:
         """Registers runs as the papers define them, with what the setting says of every run (`test_every`)."""
-        every = self.config.get("test_every", 1)
+        setting_every = self.config.get("test_every", 1)
         for name, spec in specs.items():
-            spec = replace(spec, test_every=every) if every != spec.test_every else spec
+            every = spec.epochs if setting_every is None else setting_every
+            if every != spec.test_every:  # (a replaced spec is validated again: only where it changes)
+                spec = replace(spec, test_every=every)
             if name in self.runs and self.runs[name] != spec:
                 raise SpecError(f"run {name} is defined twice with different specs")
             self.runs[name] = spec
