@@ -136,3 +136,22 @@ def test_the_paper_setting_runs_fitnets_on_svhn_and_mnist_and_the_other_papers_o
 def test_a_paper_block_may_only_name_datasets_of_the_setting():
     with pytest.raises(ConfigError, match="config key takd.datasets.0: mnist is not one of the setting's datasets"):
         setting("config", takd={"datasets": ["mnist"]})
+
+
+def test_a_setting_with_a_convergence_block_checks_every_scratch_recipe_its_papers_train():
+    plain = build_registry(setting("smoke"))
+    registry = build_registry(setting("smoke", convergence={"factor": 3, "threshold": 0.5}))
+    assert "convergence_table" not in plain.targets
+    added = sorted(set(registry.runs) - set(plain.runs))
+    table = registry.targets["convergence_table"]
+    assert added and all(name.startswith("convergence/") and "/x3/" in name for name in added)
+    assert set(added) <= set(table.runs) and set(registry.targets["runs"].runs) == set(registry.runs)
+    for name in added:
+        base = registry.runs[name.replace("convergence/", "", 1).replace("/x3/", "/")]
+        assert registry.runs[name].epochs == 3 * base.epochs and len(base.nodes) == 1
+
+
+def test_a_setting_may_evaluate_the_test_split_after_the_last_epoch_only():
+    registry = build_registry(setting("smoke", test_every=None))
+    assert all(spec.test_every == spec.epochs for spec in registry.runs.values())
+    assert {spec.test_every for spec in build_registry(setting("smoke")).runs.values()} == {1}

@@ -10,7 +10,7 @@ from kdrepro import config as settings
 
 
 def test_shipped_settings_are_valid():
-    for name in ("config", "smoke", "paper", "fmnist-full"):
+    for name in ("config", "smoke", "paper", "fmnist-full", "cpu"):
         assert setting(name)["setting"] == ("default" if name == "config" else name)
 
 

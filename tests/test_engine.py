@@ -142,6 +142,18 @@ def test_snapshots_at_save_epochs(tmp_path):
     assert snapshot["epoch"] == 1 and set(metrics["snapshot_test_acc"]) == {"1"}
 
 
+def test_the_test_split_is_evaluated_every_test_every_epochs_the_last_and_the_snapshots(teacher, tmp_path):
+    every = train_run(scratch(epochs=5), tmp_path / "every", tmp_path, progress=False)
+    sparse = train_run(scratch(epochs=5, test_every=2, save_epochs=(1,)), tmp_path / "sparse", tmp_path, progress=False)
+    full = {int(r[0]): r[-1] for r in rows_without_time(tmp_path / "every/epochs.csv")[1:]}
+    some = {int(r[0]): r[-1] for r in rows_without_time(tmp_path / "sparse/epochs.csv")[1:]}
+    assert [e for e, acc in some.items() if acc == "nan"] == [3]  # 1 (a snapshot), 2, 4 and 5 (the last) are tested
+    assert all(some[e] == full[e] for e in (1, 2, 4, 5))  # evaluating changes nothing that training does
+    assert sparse["final_test_acc"] == every["final_test_acc"]
+    assert sparse["best_test_acc"] == max(float(full[e]) for e in (1, 2, 4, 5))
+    assert sparse["config_hash"] != every["config_hash"]
+
+
 def test_nan_loss_stops_with_a_clear_error(tmp_path):
     exploding = RunSpec.from_dict({**scratch().to_dict(), "optimizer": {"lr": 1e30}})
     with pytest.raises(TrainingError, match="not finite"):

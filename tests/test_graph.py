@@ -1,5 +1,7 @@
 """Run specs: validation, serialisation, dependencies, and gradient routing through a graph."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -83,3 +85,15 @@ def test_gradient_reaches_only_edge_targets():
     assert models["b"].weight.grad.abs().sum() > 0
     ce_a.backward()
     assert models["a"].weight.grad.abs().sum() > 0
+
+
+def test_test_every_enters_the_hash_only_off_its_default_and_needs_no_validation_split():
+    base = RunSpec("r/s0", Data("fashion_mnist"), (Node("student", "plane2"),), (Edge(LABELS, "student", "ce"),), epochs=6, seed=0)
+    assert "test_every" in base.to_dict() and replace(base, test_every=1).config_hash == base.config_hash
+    sparse = replace(base, test_every=4, save_epochs=(1,))
+    assert sparse.config_hash != base.config_hash
+    assert [e for e in range(1, 7) if sparse.tests_after(e)] == [1, 4, 6]
+    with pytest.raises(SpecError, match="test_every 2 with a validation split"):
+        replace(base, test_every=2, data=Data("fashion_mnist", validation=100))
+    with pytest.raises(SpecError, match="test_every must be at least 1"):
+        replace(base, test_every=0)

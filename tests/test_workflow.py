@@ -18,11 +18,13 @@ def workdir(tmp_path_factory):
     return copy_workflow(tmp_path_factory.mktemp("wf"))
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml", "config/fmnist-full.yaml"])
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml", "config/fmnist-full.yaml", "config/cpu.yaml"])
 def test_dry_run_builds_the_whole_dag(workdir, configfile):
     out = snakemake(workdir, "-n", "--configfile", configfile, "--workflow-profile", "none").stdout
     for rule in ("train", "takd_table1", "takd_table2", "takd_table3", "takd_fig2", "takd_fig3", "takd_fig4", "takd_paths", "claims"):
         assert rule in out
+    if configfile == "config/cpu.yaml":
+        assert "convergence_table" in out
 
 
 def test_a_dry_run_with_takd_hyper_search_plans_a_search_per_kd_link(workdir):

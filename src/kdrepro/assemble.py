@@ -22,6 +22,7 @@ from kdrepro.papers.takd import TAKD
 from kdrepro.papers.tfkd import TfKD
 from kdrepro.paths import EXPERIMENTS, EXPERIMENTS_SCHEMA, PAPER_VALUES
 from kdrepro.report.claims import claims_figure_target, claims_target
+from kdrepro.report.convergence import convergence_target
 from kdrepro.report.runs_index import runs_target
 
 PAPERS: list[type[Paper]] = [TAKD, TfKD, CCKD, KTG, FitNets, Compare]  # the claims report's order
@@ -51,6 +52,8 @@ def assemble(config: dict[str, Any], experiments_dir: Path = EXPERIMENTS,
               for paper in PAPERS if paper.name in config["experiments"]}
     for paper in papers.values():
         paper.build()
+    if config["convergence"] is not None:  # after the papers: it checks the scratch runs they registered
+        registry.targets["convergence_table"] = convergence_target(registry, config["convergence"])
     registry.targets["claims_fig"] = claims_figure_target(registry, papers)
     registry.targets["claims"] = claims_target(registry, papers, figure="claims_fig")
     registry.targets["runs"] = runs_target(registry)

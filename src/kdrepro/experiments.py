@@ -9,7 +9,7 @@ result when the workflow asks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -143,7 +143,12 @@ class Registry:
         return Node("teacher", teacher.arch, teacher.options, weights_sha256=self.teacher_hashes[name])
 
     def add_runs(self, specs: dict[str, RunSpec]) -> None:
+        """Registers runs as the papers define them, with what the setting says of every run (`test_every`)."""
+        setting_every = self.config.get("test_every", 1)
         for name, spec in specs.items():
+            every = max(spec.epochs, 1) if setting_every is None else setting_every  # (an evaluation run has 0)
+            if every != spec.test_every:  # (a replaced spec is validated again: only where it changes)
+                spec = replace(spec, test_every=every)
             if name in self.runs and self.runs[name] != spec:
                 raise SpecError(f"run {name} is defined twice with different specs")
             self.runs[name] = spec

@@ -96,6 +96,9 @@ LATER_DEFAULTS = {
     "data": {"channels": None, "fingerprint": None},
 }
 
+# RunSpec's own keys added later, left out of the config hash while at these defaults
+TOP_LATER_DEFAULTS = {"sampler": None, "test_every": 1}
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -155,6 +158,9 @@ class RunSpec:
     # batch sampler, {"name": "cur", "samples_per_class": 16} (kdrepro.data.samplers); None = random
     # order. Left out of the config hash while None, so specs written before it keep their hash.
     sampler: dict[str, Any] | None = None
+    # the test split is evaluated after every test_every-th epoch, after the last and after those with a snapshot
+    # (on a large test split and a small network, evaluating it is a good part of an epoch); 1 = after each
+    test_every: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -184,6 +190,11 @@ class RunSpec:
             raise SpecError(f"{where}: epochs must be at least 1, got {self.epochs} (0 only for a run whose nodes are all frozen)")
         if self.batch_size < 1:
             raise SpecError(f"{where}: batch_size must be at least 1, got {self.batch_size}")
+        if self.test_every < 1:
+            raise SpecError(f"{where}: test_every must be at least 1, got {self.test_every}")
+        if self.test_every > 1 and self.data.validation:
+            raise SpecError(f"{where}: test_every {self.test_every} with a validation split: the test accuracy at the "
+                            "epoch of best validation accuracy needs the test split after every epoch (test_every 1)")
         d = self.data
         meta = data_meta(d)  # an image folder's: where this process knows its root (the job's environment)
         if meta is not None:
@@ -291,9 +302,14 @@ class RunSpec:
         identity["data"] = {k: v for k, v in identity["data"].items() if k not in ("root", "download")}
         for node in identity["nodes"]:  # an external file by its content (weights_sha256), not by where it is
             node.pop("weights_file", None)
-        if identity.get("sampler") is None:
-            identity.pop("sampler", None)  # the default (random order): hashes stay those of older specs
+        for key, default in TOP_LATER_DEFAULTS.items():  # at their defaults, hashes stay those of older specs
+            if identity.get(key) == default:
+                identity.pop(key, None)
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def tests_after(self, epoch: int) -> bool:
+        """Is the test split evaluated after `epoch`?"""
+        return epoch % self.test_every == 0 or epoch == self.epochs or epoch in self.save_epochs
 
     def scaled_milestones(self) -> list[int]:
         """Milestones in this run's epochs (the reference schedule stretched to `epochs`)."""

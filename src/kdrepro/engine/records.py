@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import sys
 from typing import Any
 
@@ -25,7 +26,7 @@ def summarise(spec, state, frozen_acc, models, data, setting, device) -> dict[st
     """metrics.json of a finished run; `trained` false (and the log says why) if it did not train."""
     rows = state["rows"]
     key = f"test_acc[{spec.eval_node}]"
-    best = max(rows, key=lambda r: r[key])
+    best = max(tested(rows, key), key=lambda r: r[key])
     metrics: dict[str, Any] = {
         "run": spec.name,
         "setting": setting,
@@ -59,6 +60,11 @@ def summarise(spec, state, frozen_acc, models, data, setting, device) -> dict[st
     return metrics
 
 
+def tested(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The epochs after which the test split was evaluated (RunSpec.test_every); the last always is."""
+    return [row for row in rows if not math.isnan(row[key])]
+
+
 def training_problem(spec: RunSpec, rows: list[dict[str, Any]], num_classes: int, n_test: int) -> str | None:
     """Why a finished run did not train, or None: its mean loss grew LOSS_GROWTH-fold or more over its
     lowest of an earlier epoch (diverged; a loss that exploded in the first epoch leaves the accuracy at
@@ -75,7 +81,8 @@ def training_problem(spec: RunSpec, rows: list[dict[str, Any]], num_classes: int
     if not any(e.source == LABELS and e.target == spec.eval_node for e in spec.edges):
         return None
     chance, margin = chance_level(num_classes, n_test)
-    best = max(row[f"test_acc[{spec.eval_node}]"] for row in rows)
+    key = f"test_acc[{spec.eval_node}]"
+    best = max(row[key] for row in tested(rows, key))
     if best > chance + margin:
         return None
     return (f"its best test accuracy over {len(rows)} epoch(s), {best:.2f}%, is chance level ({chance:.2f}% "
@@ -102,11 +109,12 @@ class Progress:
 
     def update(self, row: dict[str, Any], node: str) -> None:
         acc = row[f"test_acc[{node}]"]
+        acc_text = "–" if math.isnan(acc) else f"{acc:.2f}"  # not evaluated after this epoch (RunSpec.test_every)
         if self.interactive:
-            self.bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{acc:.2f}")
+            self.bar.set_postfix(loss=f"{row['loss']:.3f}", acc=acc_text)
             self.bar.update()
         else:
-            print(f"epoch {row['epoch']}/{self.epochs} loss {row['loss']:.4f} test_acc {acc:.2f} "
+            print(f"epoch {row['epoch']}/{self.epochs} loss {row['loss']:.4f} test_acc {acc_text} "
                   f"({row['seconds']:.1f}s)", file=sys.stderr, flush=True)
 
     def close(self) -> None:

@@ -301,9 +301,10 @@ def epoch_row(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData, epo
         raise TrainingError(f"run {spec.name}: loss is not finite at epoch {epoch} (edges {bad})")
     row: dict[str, Any] = {"epoch": epoch, "lr": lr, "loss": losses_mean[-1]}
     row.update({f"loss[{e.label}]": v for e, v in zip(spec.edges, losses_mean)})
+    tested = spec.tests_after(epoch)
     for node in spec.nodes:
         if node.trainable:
-            row[f"test_acc[{node.name}]"] = accuracy(models[node.name], data, "test")
+            row[f"test_acc[{node.name}]"] = accuracy(models[node.name], data, "test") if tested else math.nan
             if data.n_val:
                 row[f"val_acc[{node.name}]"] = accuracy(models[node.name], data, "val")
     return row | {"seconds": time.perf_counter() - started}

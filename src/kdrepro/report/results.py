@@ -125,11 +125,12 @@ class Results:
                     runs=[ref for ref, _ in found], not_trained=not_trained, test_images=test_images(specs[0].data) if specs else None)
 
     def curves(self, runs: list[str]) -> pd.DataFrame:
-        """Test accuracy of each run's reported node after every epoch: one column per finished run."""
+        """Test accuracy of each run's reported node after every epoch the test split was evaluated (RunSpec.test_every):
+        one column per finished run."""
         columns = {}
         for run in runs:
             path = self.registry.run_dir(run) / "epochs.csv"
             if path.exists():
                 frame = pd.read_csv(path, index_col="epoch")
                 columns[run] = frame[f"test_acc[{self.registry.runs[run].eval_node}]"]
-        return pd.DataFrame(columns)
+        return pd.DataFrame(columns).dropna(how="all")
