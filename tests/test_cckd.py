@@ -19,6 +19,7 @@ from kdrepro.data.device import DeviceData
 from kdrepro.data.sources import DatasetInfo, Split
 from kdrepro.engine import edges, train_run
 from kdrepro.engine import train as engine
+from kdrepro.engine.frozen import FrozenOutputs
 from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec, SpecError
 from kdrepro.losses import LOSS_INFO, LOSSES
 from kdrepro.losses.correlation import correlation_matrix
@@ -165,7 +166,7 @@ def test_embedding_edges_train_only_the_target_and_their_modules():
 def test_cached_frozen_outputs_give_the_same_losses():
     data, graph = toy_data(), spec(EDGES)
     models = toy_models(data, graph)
-    cached = engine.frozen_logits(graph, models, data)
+    cached = engine.frozen_logits(graph, models, FrozenOutputs(data))
     assert set(cached["teacher"]) == {"logits", "embedding", "feature_map"} and cached["teacher"]["feature_map"].dim() == 4
     images, labels, index = next(data.train_batches(16, torch.Generator().manual_seed(0)))
     for m in models.values():
@@ -232,8 +233,8 @@ def test_sur_run_clusters_with_the_frozen_teacher(teacher_root, tmp_path, monkey
     seen = {}
     real_prepare = engine.prepare_sampler
 
-    def spy(spec, models, data):
-        sampler = real_prepare(spec, models, data)
+    def spy(spec, models, frozen):
+        sampler = real_prepare(spec, models, frozen)
         seen["superclass_of"] = sampler.superclass_of
         return sampler
 

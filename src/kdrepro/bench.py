@@ -26,6 +26,7 @@ from torch import nn
 from kdrepro.data.device import DeviceData, stratified
 from kdrepro.data.sources import DatasetInfo, Split, load_dataset
 from kdrepro.engine.checkpoint import load_node_weights, save_torch
+from kdrepro.engine.frozen import FrozenOutputs
 from kdrepro.engine.stack import train_stacked
 from kdrepro.engine.train import (
     accuracy,
@@ -202,7 +203,7 @@ def run_bench(preset_name: str, device_name: str, images: int, batch_size: int, 
     theirs = models(lambda m, n: m.to(device).requires_grad_(n.trainable).train(n.trainable))
     ours = models(lambda m, n: prepare_model(m, n, device, compile_mode))  # compiled once, reused by every epoch
     # without augmentation a frozen teacher's logits are computed once per run, not per epoch: timed apart
-    cached, cache_seconds = timed(lambda: frozen_logits(spec, ours, data), device)
+    cached, cache_seconds = timed(lambda: frozen_logits(spec, ours, FrozenOutputs(data)), device)  # the pass, not a cache
     reference = reference_trainer(theirs["teacher"], theirs["student"], train, info, spec, device, workers)
     timings: dict[str, list[float]] = {"ours": [], "reference": []}
     for _ in range(repeats + 1):  # the first round warms up kernels, caches and compilation, and is dropped

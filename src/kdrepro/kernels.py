@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 ISA_ENV = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"},
@@ -53,3 +54,12 @@ def in_use() -> dict[str, str | None]:
 
     return {"cpu_isa": os.environ.get("ATEN_CPU_CAPABILITY"), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "host_isa": host_isa()}
+
+
+def selection() -> dict[str, Any]:
+    """Everything that picks this process's CPU kernels, for what keeps computed tensors to be keyed on: in_use(),
+    the variables `pin` sets (each may also come from the environment) and the thread count."""
+    import torch
+
+    pinned = {name: os.environ.get(name) for name in ISA_ENV["avx2"]}
+    return in_use() | pinned | {"threads": torch.get_num_threads()}

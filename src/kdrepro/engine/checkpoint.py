@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from kdrepro.errors import CheckpointError
+from kdrepro.graph import Node
 from kdrepro.io import atomic_write
 
 FORMAT = "kdrepro-checkpoint/1"
@@ -84,6 +85,13 @@ def load_checkpoint(path: Path, run: str | None = None) -> dict[str, Any]:
         raise DamagedCheckpoint(f"checkpoint {path} fails its content checksum: it changed after it was written "
                                 f"(disk or copy damage){retrain}")
     return ckpt
+
+
+def source_checkpoint(runs_root: Path, node: Node) -> Path:
+    """The file a frozen or initialised node loads: its source run's final weights, or that run's snapshot
+    of `frozen_epoch`."""
+    name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
+    return runs_root / (node.frozen_from or node.init_from) / name
 
 
 def load_node_weights(path: Path, arch: str, options: dict[str, Any], num_classes: int,

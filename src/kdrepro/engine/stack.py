@@ -19,6 +19,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from kdrepro.engine.edges import edge_losses
+from kdrepro.engine.frozen import FrozenOutputs
 from kdrepro.engine.optim import learning_rate, momentum
 from kdrepro.engine.records import Progress, rows_to_csv, summarise
 from kdrepro.engine.train import (
@@ -106,9 +107,10 @@ def train_together(specs: list[RunSpec], run_dirs: list[Path], runs_root: Path, 
     spec, count = specs[0], len(specs)
     data = load_data(spec, device)
     runs = [build_models(s, data, runs_root, device) for s in specs]
-    caches = [frozen_logits(s, models, data) for s, models in zip(specs, runs)]
+    frozen = FrozenOutputs(data, runs_root)
+    caches = [frozen_logits(s, models, frozen) for s, models in zip(specs, runs)]
     cached = {name: {kind: torch.stack([c[name][kind] for c in caches]) for kind in caches[0][name]} for name in caches[0]}
-    frozen_acc = [frozen_accuracies(s, models, data) for s, models in zip(specs, runs)]
+    frozen_acc = [frozen_accuracies(s, models, frozen) for s, models in zip(specs, runs)]
     weights = {n.name: stack_weights([models[n.name] for models in runs]) for n in spec.nodes}
     trained = {n.name for n in spec.nodes if n.trainable}
     # what grad differentiates (trained nodes' parameters), and the rest (buffers, frozen nodes' weights)

@@ -23,12 +23,14 @@ from kdrepro.engine.checkpoint import (
     model_record,
     save_torch,
     set_aside,
+    source_checkpoint,
 )
+from kdrepro.engine.frozen import FrozenOutputs
 from kdrepro.engine.optim import SGD, RMSProp, learning_rate, momentum
 from kdrepro.engine.records import Progress, rows_to_csv, summarise
 from kdrepro.errors import CheckpointError, TrainingError
 from kdrepro.data.samplers import make_sampler
-from kdrepro.engine.edges import build_edge_modules, edge_key, edge_losses, edge_modules, forward, node_inputs
+from kdrepro.engine.edges import build_edge_modules, edge_key, edge_losses, edge_modules, node_inputs
 from kdrepro.engine.external import load_external
 from kdrepro.graph import Node, RunSpec
 from kdrepro.io import file_lock, remove_stale_temporaries, save_json, save_text
@@ -68,8 +70,7 @@ def build_models(spec: RunSpec, data: DeviceData, runs_root: Path, device: str,
             except CheckpointError as err:
                 raise CheckpointError(f"run {spec.name}: node {node.name!r}: {err}") from None
         elif source:
-            name = "checkpoint.pt" if node.frozen_epoch is None else f"epoch{node.frozen_epoch:03d}.pt"
-            weights = load_node_weights(runs_root / source / name, node.arch, node.options, data.num_classes, source)
+            weights = load_node_weights(source_checkpoint(runs_root, node), node.arch, node.options, data.num_classes, source)
             if node.init_from and node.init_layers is not None:  # only these layers; the rest keep their fresh init
                 weights = {k: v for k, v in weights.items() if under(k, node.init_layers)}
                 missing = [p for p in node.init_layers if not any(under(k, (p,)) for k in weights)]
@@ -167,32 +168,28 @@ def training_progress(spec: RunSpec, epoch: int, step: int, steps_per_epoch: int
     return ((epoch - 1) * steps_per_epoch + step) / max(spec.epochs * steps_per_epoch - 1, 1)
 
 
-@torch.no_grad()
-def frozen_logits(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData) -> dict[str, dict[str, torch.Tensor]]:
-    """Without augmentation a frozen node sees the same image every epoch: compute once what the edges
-    read from it, node -> {"logits": ..., and "embedding" / "feature_map" where an edge reads them}."""
-    if data.augmented:
+def frozen_logits(spec: RunSpec, models: dict[str, nn.Module], frozen: FrozenOutputs) -> dict[str, dict[str, torch.Tensor]]:
+    """Without augmentation a frozen node sees the same image every epoch: what the edges read from it on
+    the training split, computed once per teacher (FrozenOutputs), node -> {"logits": ..., and "embedding" /
+    "feature_map" where an edge reads them}."""
+    if frozen.data.augmented:
         return {}
     needs = node_inputs(spec)
-    cached = {}
-    for node in spec.nodes:
-        if not node.trainable:
-            batches = [forward(models[node.name], needs.get(node.name, []), x) for x, _ in data.eval_batches("train")]
-            cached[node.name] = {kind: torch.cat([b[kind] for b in batches]) for kind in batches[0]}
-    return cached
+    return {node.name: frozen.outputs(node, models[node.name], "train", needs.get(node.name, []))
+            for node in spec.nodes if not node.trainable}
 
 
-@torch.no_grad()
-def prepare_sampler(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData):
+def prepare_sampler(spec: RunSpec, models: dict[str, nn.Module], frozen: FrozenOutputs):
     """The run's batch sampler (None: random order); one that needs a frozen node's embeddings of the
-    training split gets them here, once, with a generator seeded by the run seed."""
+    training split gets them here (computed once per teacher: FrozenOutputs), with a generator seeded by
+    the run seed."""
     if spec.sampler is None:
         return None
     sampler = make_sampler(spec.sampler)
     node = sampler.needs_embeddings
     if node is not None:
-        embeddings = torch.cat([forward(models[node], ["embedding"], x)["embedding"] for x, _ in data.eval_batches("train")])
-        sampler.prepare(embeddings, data.train_labels_cpu, torch.Generator().manual_seed(spec.seed))
+        embeddings = frozen.outputs(spec.node(node), models[node], "train", ["embedding"])["embedding"]
+        sampler.prepare(embeddings, frozen.data.train_labels_cpu, torch.Generator().manual_seed(spec.seed))
     return sampler
 
 
@@ -227,9 +224,10 @@ def train_run(
         models = build_models(spec, data, runs_root, device, compile_mode)
         optimizer = make_optimizer(spec, models)
         generator = torch.Generator().manual_seed(spec.seed)
-        cached = frozen_logits(spec, models, data)
-        sampler = prepare_sampler(spec, models, data)
-        frozen_acc = frozen_accuracies(spec, models, data)
+        frozen = FrozenOutputs(data, runs_root, compile_mode)
+        cached = frozen_logits(spec, models, frozen)
+        sampler = prepare_sampler(spec, models, frozen)
+        frozen_acc = frozen_accuracies(spec, models, frozen)
         state = resume(run_dir, spec, models, optimizer, generator)
 
         def snapshot(epoch: int, test_acc: float) -> None:
@@ -288,8 +286,12 @@ def finished_metrics(spec: RunSpec, run_dir: Path) -> dict[str, Any] | None:
     return metrics
 
 
-def frozen_accuracies(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData) -> dict[str, float]:
-    return {n.name: accuracy(models[n.name], data, "test") for n in spec.nodes if not n.trainable}
+def frozen_accuracies(spec: RunSpec, models: dict[str, nn.Module], frozen: FrozenOutputs) -> dict[str, float]:
+    """Each frozen node's test accuracy, read off its test logits (computed once per teacher: FrozenOutputs);
+    the same number as `accuracy` (tests/test_frozen.py)."""
+    labels = frozen.data.splits["test"][1]
+    return {n.name: 100.0 * float((frozen.outputs(n, models[n.name], "test", [])["logits"].argmax(1) == labels).sum())
+            / len(labels) for n in spec.nodes if not n.trainable}
 
 
 def epoch_row(spec: RunSpec, models: dict[str, nn.Module], data: DeviceData, epoch: int, lr: float,
