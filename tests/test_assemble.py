@@ -152,6 +152,8 @@ def test_a_setting_with_a_convergence_block_checks_every_scratch_recipe_its_pape
 
 
 def test_a_setting_may_evaluate_the_test_split_after_the_last_epoch_only():
-    registry = build_registry(setting("smoke", test_every=None))
-    assert all(spec.test_every == spec.epochs for spec in registry.runs.values())
+    registry = build_registry(setting("smoke", test_every=None, ktg={"epochs": 2}))
+    validated = {name for name, spec in registry.runs.items() if spec.data.validation}
+    assert validated and all(registry.runs[name].test_every == 1 for name in validated)
+    assert all(spec.test_every == spec.epochs for name, spec in registry.runs.items() if name not in validated)
     assert {spec.test_every for spec in build_registry(setting("smoke")).runs.values()} == {1}

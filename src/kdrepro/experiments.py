@@ -147,6 +147,8 @@ class Registry:
         setting_every = self.config.get("test_every", 1)
         for name, spec in specs.items():
             every = max(spec.epochs, 1) if setting_every is None else setting_every  # (an evaluation run has 0)
+            if spec.data.validation:  # its test accuracy at the best validation epoch needs the test split after each
+                every = 1
             if every != spec.test_every:  # (a replaced spec is validated again: only where it changes)
                 spec = replace(spec, test_every=every)
             if name in self.runs and self.runs[name] != spec:
