@@ -15,8 +15,8 @@ from kdrepro.data.folders import without_roots
 
 # Snakemake, pandas and the package have made some 10^5 objects by now, which live as long as the process; Python's
 # cycle collector would walk all of them again on each full collection that building the registry and the DAG sets
-# off, and once more as the process exits (together about 0.4 s of CPU in each dry-run of the default setting,
-# 0.6 s in the paper setting's: docs/benchmarks.md, issue 18). Frozen, they are left out of every later collection.
+# off, and once more as the process exits (together 0.4-0.6 s of CPU in a dry-run of the default setting, 0.7-1.1 s
+# in the paper setting's: docs/benchmarks.md, issue 18). Frozen, they are left out of every later collection.
 gc.freeze()
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting
