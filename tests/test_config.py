@@ -60,3 +60,21 @@ def test_the_settings_speed_choices_reach_training_and_flags_win(tmp_path, monke
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "results/smoke/compile-cache")
     flags = Namespace(device=None, precision="fp32", compile="reduce-overhead")
     assert train_options(flags, fast, "smoke") == {"device": "cpu", "precision": "fp32", "compile_mode": "reduce-overhead"}
+
+
+def test_a_schema_is_parsed_once_per_content_and_a_changed_one_is_read_again(tmp_path, monkeypatch):
+    """conform() keeps each schema file parsed (a Snakemake parse checks seven files against
+    two schemas), keyed by the file's content: an edited schema is what the next check reads."""
+    schema = tmp_path / "schema.yaml"
+    schema.write_text("type: object\nproperties:\n  epochs: {type: integer, default: 3}\n")
+    parsed = []
+    real_parse = settings.parse_yaml
+    monkeypatch.setattr(settings, "parse_yaml", lambda text, path: parsed.append(path) or real_parse(text, path))
+    assert settings.conform({}, schema) == {"epochs": 3}
+    assert settings.conform({"epochs": 5}, schema) == {"epochs": 5}
+    assert parsed == [schema]
+    schema.write_text("type: object\nproperties:\n  epochs: {type: integer, minimum: 10, default: 12}\n")
+    assert settings.conform({}, schema) == {"epochs": 12}
+    with pytest.raises(settings.ConfigError, match="config key epochs: 5 is less than the minimum of 10"):
+        settings.conform({"epochs": 5}, schema)
+    assert parsed == [schema, schema]

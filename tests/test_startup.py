@@ -189,3 +189,16 @@ def test_a_process_that_registered_the_models_and_losses_checks_specs_without_th
             " edges=(Edge(LABELS, 'student', 'kd', options={'temperature': 4.0}),), epochs=1, seed=0)\n")
     run_python(code, tmp_path, tmp_path)
     assert not list(tmp_path.rglob("catalog-*.json"))
+
+
+def test_building_the_registry_imports_no_plotting_code_and_a_figure_draws_on_agg(tmp_path, home):
+    """Every Snakemake parse builds the registry, which declares the figures but draws none: matplotlib (0.5 s of
+    the parse) is imported when a figure renders, and then on its file-only backend."""
+    code = ("import sys; from kdrepro.assemble import build_registry; from kdrepro import config, cluster, search_space\n"
+            "from kdrepro.paths import DEFAULT_SETTING\n"
+            "registry = build_registry(config.validate(config.read_yaml(DEFAULT_SETTING)))\n"
+            "print(sorted(m for m in ('matplotlib', 'torch') if m in sys.modules))\n"
+            "registry.targets['takd_paths'].render()\n"
+            "import matplotlib; print(matplotlib.get_backend().lower())\n")
+    assert run_python(code, tmp_path, home).stdout.splitlines() == ["[]", "agg"]
+    assert (tmp_path / "figures/default/takd_paths.png").stat().st_size > 10_000

@@ -4,6 +4,7 @@ check what the schema cannot: sizes against the datasets, sampler counts, model 
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 from pathlib import Path
 from typing import Any, Iterable
@@ -32,11 +33,14 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _with_defaults(validator_class):
-    """A validator that also fills `default:` values in, as snakemake.utils.validate does."""
+@functools.cache
+def defaults_validator() -> type:
+    """Draft 2020-12's validator class, extended to fill `default:` values in as snakemake.utils.validate does
+    (made once per process)."""
     import jsonschema  # imported here: training processes never validate and skip its import time
 
-    validate_properties = validator_class.VALIDATORS["properties"]
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
@@ -45,21 +49,32 @@ def _with_defaults(validator_class):
                     instance.setdefault(prop, copy.deepcopy(sub["default"]))
         yield from validate_properties(validator, properties, instance, schema)
 
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
+
+
+def read_schema(schema_path: Path) -> dict[str, Any]:
+    """A schema file, parsed (shared between callers, which must not change it)."""
+    return parsed_schema(schema_path, schema_path.read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def parsed_schema(schema_path: Path, text: str) -> dict[str, Any]:
+    """A schema's content, parsed once per process and content: every Snakemake parse checks the setting and the
+    six experiment files, and the comparison each method a setting defines, against two schema files, which took
+    5-8 ms to parse each time (issue 18). An edited file is parsed again."""
+    return parse_yaml(text, schema_path)
 
 
 def conform(data: Any, schema_path: Path, where: str = "config", definition: str | None = None) -> Any:
     """`data` checked against the schema (or its `$defs` entry `definition`), defaults filled in; the first
     error is a ConfigError naming `where` and the dotted key."""
-    schema = read_yaml(schema_path)
+    schema = read_schema(schema_path)
     if definition is not None:
         if definition not in schema.get("$defs", {}):
             raise ConfigError(f"{schema_path} has no entry for {where}: add one under $defs.{definition}")
         schema = {**schema, "$ref": f"#/$defs/{definition}"}
     data = copy.deepcopy(data)
-    from jsonschema import Draft202012Validator
-
-    validator = _with_defaults(Draft202012Validator)(schema)
+    validator = defaults_validator()(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -72,7 +87,7 @@ def check_key(key: str, value: Any, schema_path: Path = SCHEMA) -> None:
     """A value for the top-level setting key `key` (given by a command-line flag that stands for it)."""
     from jsonschema import Draft202012Validator
 
-    error = next(iter(Draft202012Validator(read_yaml(schema_path)["properties"][key]).iter_errors(value)), None)
+    error = next(iter(Draft202012Validator(read_schema(schema_path)["properties"][key]).iter_errors(value)), None)
     if error is not None:
         raise ConfigError(f"{error.message}, as the setting key {key} requires")
 
@@ -183,8 +198,13 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def read_yaml(path: Path) -> Any:
     """A YAML (or JSON) file; a syntax error is a ConfigError naming the file, line and column."""
+    return parse_yaml(path.read_text(), path)
+
+
+def parse_yaml(text: str, path: Path) -> Any:
+    """The YAML text of the file `path`, which a syntax error names, with the line and column."""
     try:
-        return yaml.load(path.read_text(), Loader=YAML_LOADER)
+        return yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)

@@ -1,6 +1,6 @@
 """What `kdrepro list` and `kdrepro status` read of a setting's registry, cached across invocations.
 
-Building a registry loads every paper and the report code (pandas, matplotlib); listing runs and methods
+Building a registry loads every paper and the report code (with pandas); listing runs and methods
 and showing the runs' status needs only the runs' names, dependencies, epochs and config hashes, the papers'
 target names and the comparison's method descriptions. Those are written once per setting content, code
 version and working directory to a JSON file under the user cache: the key hashes the validated setting, the

@@ -1,4 +1,5 @@
 # The run registry and the paths every rule shares. All logic lives in src/kdrepro.
+import gc
 import json
 import os
 
@@ -13,6 +14,11 @@ from kdrepro.assemble import build_registry
 from kdrepro.data.folders import without_roots
 from kdrepro.teachers import without_paths as without_teacher_paths
 
+# Snakemake, pandas and the package have made some 10^5 objects by now, which live as long as the process; Python's
+# cycle collector would walk all of them again on each full collection that building the registry and the DAG sets
+# off, and once more as the process exits (together 0.4-0.6 s of CPU in a dry-run of the default setting, 0.7-1.1 s
+# in the paper setting's: docs/benchmarks.md, issue 18). Frozen, they are left out of every later collection.
+gc.freeze()
 REGISTRY = build_registry(config)
 SETTING = REGISTRY.setting
 RESULTS = str(REGISTRY.results_dir)

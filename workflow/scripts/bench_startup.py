@@ -7,7 +7,10 @@ command runs in that tree with its src/ first on PYTHONPATH. Printed per command
 and user+system CPU seconds over the repeats, and after/before ratios. "cold" runs start with an empty user
 cache (a fresh HOME: the first invocation after a code change), "warm" ones reuse one (every later one).
 The load average is printed before each command; other jobs on the machine show in the wall times more than
-in the CPU seconds.
+in the CPU seconds. Two floors, the same code in both trees (so their ratio shows the noise), give Snakemake's
+own share of a dry-run: `snakemake --version` (its import) and the dry-run of a workflow of one empty rule
+(its import, settings, profile and persistence, without a job). The commands run with bytecode caching on, as
+a user's do, whatever PYTHONDONTWRITEBYTECODE says in the calling shell.
 """
 
 from __future__ import annotations
@@ -33,9 +36,16 @@ COMMANDS = {
 PAPER = {"snakemake -n (paper)": ["snakemake", "-n", "-q", "--configfile", "config/paper.yaml"]}
 
 
+def floors(empty_snakefile: Path) -> dict[str, list[str]]:
+    """Snakemake's own share of a dry-run, the same in both trees."""
+    return {"snakemake --version (floor)": ["snakemake", "--version"],
+            "snakemake -n, empty workflow (floor)": ["snakemake", "-n", "-q", "--snakefile", str(empty_snakefile)]}
+
+
 def timed(command: list[str], tree: Path, home: Path) -> tuple[float, float]:
     """A training command runs in a fresh working directory (its run is not finished there yet)."""
-    env = dict(os.environ, PYTHONPATH=str(tree / "src"), HOME=str(home))
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env |= {"PYTHONPATH": str(tree / "src"), "HOME": str(home)}
     cwd = Path(tempfile.mkdtemp(prefix="cwd-")) if command[:2] == ["kdrepro", "train"] else tree
     before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
@@ -51,7 +61,9 @@ def main() -> None:
     parser.add_argument("--paper", action="store_true", help="also the paper setting's dry-run (1,000+ jobs)")
     parser.add_argument("--train-spec", type=Path, help="instead: `kdrepro train --spec-json` of this run spec (one thread)")
     args = parser.parse_args()
-    commands = COMMANDS | (PAPER if args.paper else {})
+    empty = Path(tempfile.mkdtemp(prefix="empty-")) / "Snakefile"
+    empty.write_text("rule all:\n    input: []\n")
+    commands = floors(empty) | COMMANDS | (PAPER if args.paper else {})
     if args.train_spec:
         commands = {"kdrepro train --spec-json": ["kdrepro", "train", "--spec-json", args.train_spec.read_text(),
                                                   "--setting", "bench", "--no-progress", "--threads", "1"]}
@@ -74,8 +86,8 @@ def main() -> None:
         for cache in ("cold", "warm"):
             (wb, cb), (wa, ca) = medians[("before", cache)], medians[("after", cache)]
             print(f"  after/before {cache}: wall {wa / wb:.2f}  CPU {ca / cb:.2f}")
-    for home in warm.values():
-        shutil.rmtree(home)
+    for folder in [*warm.values(), empty.parent]:
+        shutil.rmtree(folder)
 
 
 if __name__ == "__main__":

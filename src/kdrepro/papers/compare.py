@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import matplotlib.ticker as ticker
 import pandas as pd
 
 from kdrepro.config import conform
@@ -216,6 +215,9 @@ class Compare(Paper):
 @figure_kind("compare", lambda panel: [template(m, panel["pair"]) for m in panel["methods"]])
 def draw_compare(ax, panel: dict[str, Any], data) -> list[dict[str, Any]]:
     """One horizontal bar per method (mean over seeds, std as error bar); teacher and scratch as lines."""
+    # imported here, its only user, not with the module: building the registry (every Snakemake parse) draws nothing
+    import matplotlib.ticker as ticker
+
     methods = [m for m in panel["methods"] if m not in REFERENCES]
     stats = [data(template(method, panel["pair"])) for method in methods]
     bars = ax.barh(range(len(methods)), [s.mean for s in stats], xerr=[0 if s.n < 2 else s.std for s in stats],

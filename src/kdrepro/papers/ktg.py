@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.patches import FancyArrowPatch
 
 from kdrepro.experiments import Registry, Search, Target
 from kdrepro.graph import LABELS, Data, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
@@ -257,6 +256,9 @@ def node_accuracy(stat, runs: list[str]) -> dict[str, Stat]:
 def graph_drawing(ax, panel, stat) -> list[dict[str, Any]]:
     """One optimised graph: the label node and nodes 1..M on a circle, node 1 red, pre-trained nodes
     blue, each edge coloured by its gate (cutoff not drawn), each node's model and test accuracy."""
+    # imported here, its only user, not with the module: building the registry (every Snakemake parse) draws nothing
+    from matplotlib.patches import FancyArrowPatch
+
     ktg = stat.templates  # the KTG paper that declared the figure
     n = panel["nodes"]
     graph = ktg.best(stat.dataset, n)

@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from matplotlib.ticker import MaxNLocator
-
 from kdrepro.data.meta import chance_level
 from kdrepro.experiments import SNAPSHOT, Registry, Target, num_classes
 from kdrepro.graph import LABELS, Edge, Node, Optimizer, RunSpec, Schedule, SpecError
@@ -269,6 +267,9 @@ def defective_teacher(ax, panel, stat) -> list[dict[str, Any]]:
 @figure_kind("curves", lambda p: list(p["lines"].values()))
 def curves(ax, panel, stat) -> list[dict[str, Any]]:
     """Test accuracy after every epoch, the mean over seeds with the seeds' range shaded."""
+    # imported here, its only user, not with the module: building the registry (every Snakemake parse) draws nothing
+    from matplotlib.ticker import MaxNLocator
+
     rows = []
     for label, template in panel["lines"].items():
         frame = stat.curves(template)

@@ -21,17 +21,14 @@ import textwrap
 from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kdrepro.experiments import Registry, Target  # noqa: E402
-from kdrepro.io import atomic_write, save_text  # noqa: E402
-from kdrepro.report.results import Results, Stat  # noqa: E402
-from kdrepro.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_share, mean_interval  # noqa: E402
-from kdrepro.report.tables import TABLE_SUFFIXES, TableContent, write_table  # noqa: E402
+from kdrepro.experiments import Registry, Target
+from kdrepro.io import atomic_write, save_text
+from kdrepro.report.figures import pyplot
+from kdrepro.report.results import Results, Stat
+from kdrepro.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_share, mean_interval
+from kdrepro.report.tables import TABLE_SUFFIXES, TableContent, write_table
 
 CONFIDENCE = 0.95  # of a difference's interval
 EQUIVALENCE_CONFIDENCE = 0.90  # two one-sided tests at 5% each
@@ -288,6 +285,7 @@ def claims_figure_target(registry: Registry, papers: Mapping[str, ClaimsSource],
                                             "paper_effect", "paper_where", "n", "test_images"])
         points, ranks = frame[frame.kind != RANKING], frame[frame.kind == RANKING]
         lines = [max(len(points), 1), max(len(ranks), 1)]
+        plt = pyplot()
         fig, (left, right) = plt.subplots(2, 1, figsize=(12, 2.5 + 0.3 * sum(lines)), gridspec_kw={"height_ratios": lines})
         forest(left, points)
         left.set_xlabel("effect (accuracy points): ours with its interval, the paper's ◆")

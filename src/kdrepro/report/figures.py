@@ -6,18 +6,15 @@ A paper module registers its own kinds with `figure_kind`; an experiment file's 
 from __future__ import annotations
 
 import textwrap
+from types import ModuleType
 from typing import Any, Callable
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kdrepro.experiments import Registry, Target, run_of  # noqa: E402
-from kdrepro.io import atomic_write  # noqa: E402
-from kdrepro.report.results import NOT_TRAINED_MARK, Stat, not_trained_note  # noqa: E402
-from kdrepro.report.tables import TABLE_SUFFIXES, RunTemplates, TableContent, caption, write_table  # noqa: E402
+from kdrepro.experiments import Registry, Target, run_of
+from kdrepro.io import atomic_write
+from kdrepro.report.results import NOT_TRAINED_MARK, Stat, not_trained_note
+from kdrepro.report.tables import TABLE_SUFFIXES, RunTemplates, TableContent, caption, write_table
 
 # kind -> (chains the figure reads per panel, function drawing one panel and returning its data rows)
 FigureKind = tuple[Callable[[dict], list[list[str]]], Callable[..., list[dict[str, Any]]]]
@@ -33,6 +30,18 @@ def figure_kind(name: str, chains: Callable[[dict], list[list[str]]]):
 
 
 NOT_TRAINED_LABEL = f"{NOT_TRAINED_MARK} includes a run that did not train"
+
+
+def pyplot() -> ModuleType:
+    """matplotlib's pyplot on its file-only backend (Agg), for the figures' render functions. Imported when a
+    figure is first drawn, not with this module: every Snakemake parse and every reading command builds the
+    registry, which declares the figures but draws none, and importing pyplot took 0.5 s of each (issue 18)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def errorbar(ax, xs, stats: list[Stat], **style) -> None:
@@ -90,6 +99,7 @@ def figure_target(registry: Registry, name: str, decl: dict[str, Any], templates
     results = templates.results
 
     def render() -> None:
+        plt = pyplot()
         fig, axes = plt.subplots(len(datasets), len(panels), figsize=(5.2 * len(panels), 3.8 * len(datasets)), squeeze=False)
         records = []
         for i, ds in enumerate(datasets):
