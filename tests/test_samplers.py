@@ -14,7 +14,7 @@ from kdrepro.data.samplers import (
     make_sampler,
 )
 from kdrepro.data.sampling import sampler_tag
-from kdrepro.graph import LABELS, Data, Edge, Node, RunSpec, SpecError
+from kdrepro.graph import LABELS, TOP_LATER_DEFAULTS, Data, Edge, Node, RunSpec, SpecError
 
 
 def toy(n_train=240, classes=6, size=8):
@@ -180,8 +180,8 @@ def test_spec_sampler_is_validated_round_trips_and_enters_the_hash_only_when_set
     cur = spec(sampler={"name": "cur", "samples_per_class": 16})
     assert cur.config_hash != plain.config_hash
     assert RunSpec.from_dict(cur.to_dict()) == cur and RunSpec.from_dict(cur.to_dict()).config_hash == cur.config_hash
-    # a spec written before the field existed (no "sampler" key) keeps its hash
-    old = {k: v for k, v in plain.to_dict().items() if k != "sampler"}
+    # a spec written before the fields existed (no "sampler" or "test_every" key) keeps its hash
+    old = {k: v for k, v in plain.to_dict().items() if k not in TOP_LATER_DEFAULTS}
     assert RunSpec.from_dict(old).config_hash == plain.config_hash
     import hashlib
     import json
