@@ -40,12 +40,13 @@ def overheads(results: Path) -> dict[bool, list[tuple[float, float]]]:
 
 def main(dirs: list[str]) -> None:
     for name in dirs:
-        for loads, jobs in overheads(Path(name)).items():
+        kinds = overheads(Path(name))
+        for kind, jobs in [*((KINDS[loads], jobs) for loads, jobs in kinds.items()), ("all runs", kinds[False] + kinds[True])]:
             if not jobs:
                 continue
             outside = [o for _, o in jobs]
             decile = statistics.quantiles(outside, n=10)[-1] if len(outside) > 1 else outside[0]
-            print(f"{name}, {KINDS[loads]}: {len(jobs)}; outside the loop: median {statistics.median(outside):.2f} s, "
+            print(f"{name}, {kind}: {len(jobs)}; outside the loop: median {statistics.median(outside):.2f} s, "
                   f"90th percentile {decile:.2f} s, sum {sum(outside) / 60:.1f} min; jobs' wall-clock sum "
                   f"{sum(s for s, _ in jobs) / 60:.1f} min")
 
