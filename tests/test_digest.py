@@ -31,8 +31,14 @@ def test_the_digest_counts_each_papers_verdicts_and_names_the_decided_claims():
     assert text.startswith(marker("demo")) and text.endswith(marker("demo", end=True))
     assert "(setting `demo`: Demo data, three seeds;" in text
     assert "| A et al. | 1 | 0 | 1 |" in text and "| B et al. | 0 | 1 | 0 |" in text and "| Own | 1 | 0 | 0 |" in text
-    assert "Reproduced: x beats y (A et al.; ours +1.20, paper +0.50 (cifar10), n 3); kd beats at (Own;" in text
-    assert "Contradicted: u is comparable to v (B et al.;" in text
+    assert "Reproduced:\n\n- x beats y (A et al.; ours +1.20, paper +0.50 (cifar10), n 3)\n- kd beats at (Own;" in text
+    assert "Contradicted:\n\n- u is comparable to v (B et al.;" in text
+    assert "Convergence check" not in text
+
+
+def test_the_digest_says_how_many_scratch_recipes_converged():
+    table = "run,verdict\na,converged\nb,not converged\nc,did not train\nd,not converged\n"
+    assert "1 of 3 scratch recipes change by less" in digest("demo", CLAIMS, table)
 
 
 def test_the_digest_goes_after_the_first_paragraph_once_and_is_replaced_after(tmp_path):
@@ -49,5 +55,8 @@ def test_the_digest_goes_after_the_first_paragraph_once_and_is_replaced_after(tm
 def test_the_readmes_digest_is_what_the_committed_claims_report_gives(setting):
     readme = (REPO / "README.md").read_text()
     committed = readme[readme.index(marker(setting)):readme.index(marker(setting, end=True)) + len(marker(setting, end=True))]
-    assert committed == digest(setting, (REPO / "results" / setting / "claims.md").read_text()), (
+    convergence = REPO / "results" / setting / "tables" / "convergence_table.csv"
+    made = digest(setting, (REPO / "results" / setting / "claims.md").read_text(),
+                  convergence.read_text() if convergence.exists() else None)
+    assert committed == made, (
         f"README.md's digest of {setting} is not the committed report's: run python workflow/scripts/readme_digest.py {setting}")

@@ -16,4 +16,7 @@ if __name__ == "__main__":
     claims = Path("results") / setting / "claims.md"
     if not claims.exists():
         sys.exit(f"{claims} does not exist: build the setting's claims target first (snakemake claims --configfile ...)")
-    save_text(update_readme(Path("README.md"), setting, claims.read_text()), Path("README.md"))
+    convergence = Path("results") / setting / "tables" / "convergence_table.csv"
+    readme = update_readme(Path("README.md"), setting, claims.read_text(),
+                           convergence.read_text() if convergence.exists() else None)
+    save_text(readme, Path("README.md"))

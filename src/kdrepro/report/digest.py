@@ -5,6 +5,8 @@ typed in, and a test checks that the README's copy is what the committed report 
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections import Counter
 from pathlib import Path
@@ -38,9 +40,18 @@ def column(verdict: str) -> str:
     raise ValueError(f"unknown verdict {verdict!r} in the claims summary")
 
 
-def digest(setting: str, claims_md: str) -> str:
+def convergence_sentence(convergence_csv: str) -> str:
+    """How many scratch recipes the convergence check (report.convergence) found converged, and what that means."""
+    verdicts = Counter(row["verdict"] for row in csv.DictReader(io.StringIO(convergence_csv)))
+    checked = sum(n for verdict, n in verdicts.items() if verdict in ("converged", "not converged"))
+    return (f"Convergence check (`convergence_table`): {verdicts['converged']} of {checked} scratch recipes change by less "
+            "than its threshold when trained twice as long; where they do not, a verdict is about this budget, not "
+            "about the paper's.")
+
+
+def digest(setting: str, claims_md: str, convergence_csv: str | None = None) -> str:
     """The README block for `setting`, between its markers; the setting's description is the report's second
-    paragraph."""
+    paragraph; `convergence_csv`, the setting's convergence_table.csv where it has one."""
     description = claims_md.split("\n\n")[1].strip()
     rows = summary_rows(claims_md)
     counts = Counter((row["paper"], column(row["verdict"])) for row in rows)
@@ -51,19 +62,22 @@ def digest(setting: str, claims_md: str) -> str:
              f"{setting}`; the full report gives each claim's effect with its 95% interval):", "",
              "| paper | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     lines += [f"| {paper} | " + " | ".join(str(counts[paper, name]) for name in COLUMNS) + " |" for paper in papers]
+    if convergence_csv is not None:
+        lines += ["", convergence_sentence(convergence_csv)]
     for name in ("reproduced", "contradicted"):
         chosen = [row for row in rows if column(row["verdict"]) == name]
         if chosen:
-            lines += ["", f"{name.capitalize()}: " + "; ".join(
-                f"{row['claim']} ({row['paper']}; ours {row['ours']}, paper {row['paper_effect']}, n {row['n']})" for row in chosen) + "."]
+            lines += ["", f"{name.capitalize()}:", ""]
+            lines += [f"- {row['claim']} ({row['paper']}; ours {row['ours']}, paper {row['paper_effect']}, n {row['n']})"
+                      for row in chosen]
     return "\n".join([*lines, marker(setting, end=True)])
 
 
-def update_readme(readme: Path, setting: str, claims_md: str) -> str:
+def update_readme(readme: Path, setting: str, claims_md: str, convergence_csv: str | None = None) -> str:
     """README text with the setting's digest in place of its previous one, or after the first paragraph
     that follows the title where it has none."""
     text = readme.read_text()
-    block = digest(setting, claims_md)
+    block = digest(setting, claims_md, convergence_csv)
     pattern = re.compile(re.escape(marker(setting)) + r".*?" + re.escape(marker(setting, end=True)), re.S)
     if pattern.search(text):
         return pattern.sub(lambda _: block, text)
