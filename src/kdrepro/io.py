@@ -104,3 +104,24 @@ def save_json(obj: Any, path: Path) -> None:
 
 def save_text(text: str, path: Path) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+# ---- name -> path maps handed to every process a command starts ------------------------------------
+def export_paths(variable: str, paths: dict[str, str]) -> None:
+    """`variable` set to the name -> path map as JSON, for this process and every process it starts (Snakemake's
+    jobs, the warm trainer's children): a spec names data or weights by content, and the jobs find them here."""
+    os.environ[variable] = json.dumps(paths, sort_keys=True)
+
+
+def exported_paths(variable: str, what: str, error: type[Exception]) -> dict[str, str]:
+    """The name -> path map in `variable` ({} where unset); `error` naming `what` it must map where it is not one."""
+    text = os.environ.get(variable)
+    if not text:
+        return {}
+    try:
+        paths = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"{variable} is not valid JSON ({err}): it must map {what}") from None
+    if not isinstance(paths, dict):
+        raise error(f"{variable} must map {what}, got {text!r}")
+    return paths

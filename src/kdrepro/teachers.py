@@ -12,12 +12,11 @@ again, and a changed file is another configuration. A hand-written spec may give
 from __future__ import annotations
 
 import copy
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdrepro import io
 from kdrepro.catalog import ModelError, check_model_options, list_models
 from kdrepro.data.files import file_sha256
 from kdrepro.errors import CheckpointError
@@ -97,21 +96,11 @@ def without_paths(config: dict[str, Any]) -> dict[str, Any]:
 def export_paths(config: dict[str, Any]) -> None:
     """TEACHERS_ENV set to the setting's teachers' paths (absolute: a job may start elsewhere; a path the setting
     leaves out stays the environment's), for this process and every process it starts."""
-    paths = {name: str(t.path.absolute()) for name, t in setting_teachers(config).items() if t.path}
-    os.environ[TEACHERS_ENV] = json.dumps(paths, sort_keys=True)
+    io.export_paths(TEACHERS_ENV, {name: str(t.path.absolute()) for name, t in setting_teachers(config).items() if t.path})
 
 
 def exported_paths() -> dict[str, str]:
-    text = os.environ.get(TEACHERS_ENV)
-    if not text:
-        return {}
-    try:
-        paths = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{TEACHERS_ENV} is not valid JSON ({err}): it must map teacher names to their files") from None
-    if not isinstance(paths, dict):
-        raise CheckpointError(f"{TEACHERS_ENV} must map teacher names to their files, got {text!r}")
-    return paths
+    return io.exported_paths(TEACHERS_ENV, "teacher names to their files", CheckpointError)
 
 
 def weights_path(weights_file: str | None, sha256: str) -> Path:

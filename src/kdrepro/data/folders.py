@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdrepro import io
 from kdrepro.data.files import STAMPS, contents_digest, file_stats, relative
 from kdrepro.data.meta import (
     PUBLISHED,
@@ -127,21 +128,11 @@ def export_roots(config: dict[str, Any]) -> None:
     """ROOTS_ENV set to the setting's folder roots (absolute: a job may start elsewhere; a root the setting leaves
     out stays the environment's), for this process and every process it starts (Snakemake's jobs, the warm
     trainer's children)."""
-    roots = {name: str(folder.root.absolute()) for name, folder in setting_folders(config).items() if folder.root}
-    os.environ[ROOTS_ENV] = json.dumps(roots, sort_keys=True)
+    io.export_paths(ROOTS_ENV, {name: str(folder.root.absolute()) for name, folder in setting_folders(config).items() if folder.root})
 
 
 def exported_roots() -> dict[str, str]:
-    text = os.environ.get(ROOTS_ENV)
-    if not text:
-        return {}
-    try:
-        roots = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{ROOTS_ENV} is not valid JSON ({err}): it must map image folder names to their roots") from None
-    if not isinstance(roots, dict):
-        raise DatasetError(f"{ROOTS_ENV} must map image folder names to their roots, got {text!r}")
-    return roots
+    return io.exported_paths(ROOTS_ENV, "image folder names to their roots", DatasetError)
 
 
 def exported_root(name: str) -> Path:
