@@ -57,7 +57,9 @@ def test_the_claims_declare_table_5_which_they_read(tmp_path, monkeypatch):
 
 def test_a_search_adds_the_runs_of_its_result_once_it_has_finished(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    registry = build_registry(setting("smoke"))
+    # the setting's word on every run (test_every) holds for the runs a search adds too
+    config = setting("smoke", test_every=None, ktg={"epochs": 2, "search_split": "test"})
+    registry = build_registry(config)
     search = registry.searches["ktg_fashion_mnist_n2"]
     assert set(search.pretrained()) <= set(registry.runs) and {"ktg_table1", "ktg_fig_graphs"} <= set(search.readers)
     assert search.result_runs().refs == [] and not registry.searched
@@ -69,10 +71,11 @@ def test_a_search_adds_the_runs_of_its_result_once_it_has_finished(tmp_path, mon
     optimised, fixed = f"ktg/fashion_mnist/optimised/n2/{graph.identity}/s0", "ktg/fashion_mnist/dml/resnet8-wrn16_2/s0"
     assert search.result_runs().refs == [optimised, fixed]
     assert registry.spec(optimised).node("node2").frozen_from == "ktg/fashion_mnist/single/wrn16_2/s0"
-    assert optimised not in registry.runs
+    assert optimised not in registry.runs and registry.spec(optimised).test_every == registry.spec(fixed).test_every == 2
     # a registry built now finds the result when it is built, and marks its runs as the search's
-    rebuilt = build_registry(setting("smoke"))
-    assert rebuilt.searched == {optimised, fixed} and rebuilt.runs[optimised] == registry.spec(optimised)
+    rebuilt = build_registry(config)
+    assert rebuilt.searched == {optimised, fixed}
+    assert rebuilt.runs[optimised] == registry.spec(optimised) and rebuilt.runs[fixed] == registry.spec(fixed)
 
 
 class Toy(Paper):

@@ -142,15 +142,19 @@ class Registry:
             self.teacher_hashes[name] = file_sha256(teacher.path)
         return Node("teacher", teacher.arch, teacher.options, weights_sha256=self.teacher_hashes[name])
 
-    def add_runs(self, specs: dict[str, RunSpec]) -> None:
-        """Registers runs as the papers define them, with what the setting says of every run (`test_every`)."""
+    def as_set(self, spec: RunSpec) -> RunSpec:
+        """A run as a paper defines it, with what the setting says of every run (`test_every`)."""
         setting_every = self.config.get("test_every", 1)
+        every = max(spec.epochs, 1) if setting_every is None else setting_every  # (an evaluation run has 0)
+        if spec.data.validation:  # its test accuracy at the best validation epoch needs the test split after each
+            every = 1
+        # a replaced spec is validated again: only where it changes
+        return replace(spec, test_every=every) if every != spec.test_every else spec
+
+    def add_runs(self, specs: dict[str, RunSpec]) -> None:
+        """Registers runs as the papers define them, with what the setting says of every run."""
         for name, spec in specs.items():
-            every = max(spec.epochs, 1) if setting_every is None else setting_every  # (an evaluation run has 0)
-            if spec.data.validation:  # its test accuracy at the best validation epoch needs the test split after each
-                every = 1
-            if every != spec.test_every:  # (a replaced spec is validated again: only where it changes)
-                spec = replace(spec, test_every=every)
+            spec = self.as_set(spec)
             if name in self.runs and self.runs[name] != spec:
                 raise SpecError(f"run {name} is defined twice with different specs")
             self.runs[name] = spec
@@ -170,7 +174,7 @@ class Registry:
         for search in self.searches.values():
             found = search.result_runs().specs
             if run in found:
-                return found[run]
+                return self.as_set(found[run])
         raise SpecError(f"no run named {run!r} in setting {self.setting}")
 
     def papers(self) -> dict[str, list[str]]:
