@@ -37,7 +37,7 @@ def test_the_digest_counts_each_papers_verdicts_and_names_the_decided_claims():
 
 
 def test_the_digest_says_how_many_scratch_recipes_converged():
-    table = "run,verdict\na,converged\nb,not converged\nc,did not train\nd,not converged\n"
+    table = "run,accuracy x2,verdict\na,1,converged\nb,1,not converged\nc,1,did not train\nd,1,not converged\n"
     assert "1 of 3 scratch recipes change by less" in digest("demo", CLAIMS, table)
 
 

@@ -264,8 +264,12 @@ def claims_target(registry: Registry, papers: Mapping[str, ClaimsSource], figure
     return Target("claims", "all", "claims", sorted(registry.runs), [str(path)], render, claims_inputs(papers))
 
 
-VERDICT_COLOURS = {"reproduced": "tab:green", "holds": "tab:green", "equivalent": "tab:green", "contradicted": "tab:red",
-                   "fails": "tab:red", "not equivalent": "tab:red", "inconclusive": "tab:grey"}  # a claim without an effect is not drawn
+# every outcome by what it says of its claim: the papers', the setting's own hypotheses' and the equivalence tests'
+OUTCOME_SIDES = {"reproduced": (PAPER_OUTCOMES[0], OWN_OUTCOMES[0], "equivalent"),
+                 "contradicted": (PAPER_OUTCOMES[1], OWN_OUTCOMES[1], "not equivalent"), "inconclusive": ("inconclusive",)}
+SIDE_COLOURS = {"reproduced": "tab:green", "contradicted": "tab:red", "inconclusive": "tab:grey"}
+# a claim without an effect is not drawn
+VERDICT_COLOURS = {outcome: SIDE_COLOURS[side] for side, outcomes in OUTCOME_SIDES.items() for outcome in outcomes}
 
 
 def claims_figure_target(registry: Registry, papers: Mapping[str, ClaimsSource], name: str = "claims_fig") -> Target:

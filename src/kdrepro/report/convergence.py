@@ -24,6 +24,13 @@ from kdrepro.report.tables import TableContent, frame_table
 
 PREFIX = "convergence"
 SCRATCH_LOSS = "ce"  # plain cross-entropy
+CONVERGED, NOT_CONVERGED = "converged", "not converged"
+LONGER = "accuracy x"  # the table's column of the longer runs' accuracy, followed by the factor
+
+
+def factor_of(columns: list[str]) -> int:
+    """The factor of a convergence table, from its columns."""
+    return next(int(c[len(LONGER):]) for c in columns if c.startswith(LONGER))
 
 
 def is_scratch(spec: RunSpec) -> bool:
@@ -76,10 +83,10 @@ def convergence_target(registry: Registry, options: dict[str, Any]) -> Target:
             elif base.not_trained or more.not_trained:
                 verdict = "did not train"
             else:
-                verdict = "converged" if abs(change) < threshold else "not converged"
+                verdict = CONVERGED if abs(change) < threshold else NOT_CONVERGED
             records.append({
                 "run": run, "network": spec.nodes[0].arch, "epochs": spec.epochs, "accuracy": base.text(),
-                f"epochs x{factor}": spec.epochs * factor, f"accuracy x{factor}": more.text(),
+                f"epochs x{factor}": spec.epochs * factor, f"{LONGER}{factor}": more.text(),
                 "change": "–" if change is None else f"{change:+.2f}", "verdict": verdict,
                 "test images": base.test_images, "report": results.protocol_text, "longer run": longer,
             })
@@ -91,7 +98,7 @@ def convergence_target(registry: Registry, options: dict[str, Any]) -> Target:
                 f"points. Each accuracy as the run's paper reports it (column report). "
                 f"{registry.config.get('description', '')}. "
                 + ", ".join(f"{count} {verdict}" for verdict, count in counts.items()) + ".")
-        shown = ["run", "epochs", "accuracy", f"accuracy x{factor}", "change", "verdict", "test images"]
+        shown = ["run", "epochs", "accuracy", f"{LONGER}{factor}", "change", "verdict", "test images"]
         return TableContent(frame, text, shown)
 
     return frame_table(registry, "convergence_table", "all", [r for pair in pairs for r in pair], content)

@@ -11,10 +11,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
-# the outcomes in the order the digest shows them; a claim of the setting's own ("holds", "fails") is counted
-# with the papers' ("reproduced", "contradicted"); an equivalence test's outcomes with them too
-COLUMNS = {"reproduced": ("reproduced", "holds", "equivalent"), "contradicted": ("contradicted", "fails", "not equivalent"),
-           "inconclusive": ("inconclusive",)}
+from kdrepro.report.claims import OUTCOME_SIDES
+from kdrepro.report.convergence import CONVERGED, NOT_CONVERGED, factor_of
+
+# the digest's columns: each outcome counted with those that say the same of their claim (report.claims)
+COLUMNS = OUTCOME_SIDES
 
 
 def marker(setting: str, end: bool = False) -> str:
@@ -42,11 +43,11 @@ def column(verdict: str) -> str:
 
 def convergence_sentence(convergence_csv: str) -> str:
     """How many scratch recipes the convergence check (report.convergence) found converged, and what that means."""
-    verdicts = Counter(row["verdict"] for row in csv.DictReader(io.StringIO(convergence_csv)))
-    checked = sum(n for verdict, n in verdicts.items() if verdict in ("converged", "not converged"))
-    return (f"Convergence check (`convergence_table`): {verdicts['converged']} of {checked} scratch recipes change by less "
-            "than its threshold when trained twice as long; where they do not, a verdict is about this budget, not "
-            "about the paper's.")
+    table = csv.DictReader(io.StringIO(convergence_csv))
+    verdicts = Counter(row["verdict"] for row in table)
+    return (f"Convergence check (`convergence_table`): {verdicts[CONVERGED]} of {verdicts[CONVERGED] + verdicts[NOT_CONVERGED]} "
+            f"scratch recipes change by less than its threshold when trained {factor_of(table.fieldnames)}x as long; where "
+            "they do not, a verdict is about this budget, not about the paper's.")
 
 
 def digest(setting: str, claims_md: str, convergence_csv: str | None = None) -> str:
