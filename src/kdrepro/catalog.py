@@ -90,10 +90,11 @@ def annotation(text: str) -> Any:
     return typing.Union[tuple(parts)] if len(parts) > 1 else parts[0]
 
 
-def code_version(package: Path = PACKAGE) -> str:
-    """sha256 of the source files whose registrations the catalogue holds."""
+def code_version(package: Path = PACKAGE, folders: tuple[str, ...] = SOURCES) -> str:
+    """sha256 of the package's source files under `folders` (by default those whose registrations the catalogue
+    holds; ("",) for all of them)."""
     digest = hashlib.sha256()
-    for path in sorted(p for folder in SOURCES for p in (package / folder).rglob("*.py")):
+    for path in sorted(p for folder in folders for p in (package / folder).rglob("*.py")):
         digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -44,8 +44,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-import kdrepro
 from kdrepro import kernels
+from kdrepro.catalog import code_version
 from kdrepro.data.device import DeviceData
 from kdrepro.engine.checkpoint import CHECKSUM, content_checksum, save_torch, source_checkpoint
 from kdrepro.engine.edges import forward
@@ -55,16 +55,12 @@ from kdrepro.io import WriteError
 FOLDER = "frozen"  # in the loaded run's directory
 SUFFIX = ".outputs"  # a torch file; not .pt, which `kdrepro verify` checks as a checkpoint
 FORMAT = "kdrepro-frozen-outputs/1"
-PACKAGE = Path(kdrepro.__file__).resolve().parent
 
 
 @functools.cache
 def source_digest() -> str:
     """sha256 of every source file of the package: any change of code may change what a node computes."""
-    digest = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
-        digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return code_version(folders=("",))
 
 
 def device_identity(device: torch.device) -> dict[str, Any]:
