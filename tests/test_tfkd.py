@@ -203,7 +203,7 @@ def gradient(term, student):
 def test_kd_and_self_edges_have_the_official_kd_to_ce_gradient_ratio_in_both_protocols(protocol):
     """alpha, T and the multipliers are the official code's, tuned with nn.KLDivLoss()'s 1/K: every KL term
     keeps that scale in both protocols, so each edge's gradient is the official one (and the KD/CE ratio too)."""
-    runs = build_registry(setting("config", protocol=protocol)).runs
+    runs = build_registry(setting("cpu", protocol=protocol)).runs  # cpu keeps every official value (no tfkd.hyper)
     g = torch.Generator().manual_seed(0)
     teacher, labels = 3 * torch.randn(16, 10, generator=g), torch.randint(0, 10, (16,), generator=g)
     cases = {"tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0": dict(alpha=0.95, temperature=20),  # normal KD, T 20
@@ -220,16 +220,43 @@ def test_kd_and_self_edges_have_the_official_kd_to_ce_gradient_ratio_in_both_pro
 
 
 @pytest.mark.filterwarnings("ignore:reduction")
+def test_a_settings_hyper_replaces_the_official_values_key_by_key_and_the_captions_name_it():
+    hyper = {"kd": {"mobilenetv2": {"alpha": 0.6}}, "self": {"shufflenetv2": {"temperature": 6, "multiplier": 50}},
+             "reg": {"mobilenetv2": {"alpha": 0.1, "temperature": 20, "multiplier": 100}}}
+    registry, papers = assemble(setting("cpu", tfkd={"hyper": hyper}))
+    runs = registry.runs
+    kd = {e.loss: e for e in runs["tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0"].edges}
+    assert (kd["ce"].weight, kd["kd"].weight, kd["kd"].options["temperature"]) == (pytest.approx(0.4), 0.6, 20)  # T stays official
+    dekd = {e.loss: e.weight for e in runs["tfkd/fashion_mnist/dekd/resnet18_ep0-mobilenetv2/s0"].edges}
+    assert dekd == {"ce": pytest.approx(0.4), "kd": 0.6}  # De-KD reads normal KD's values
+    self_kd = next(e for e in runs["tfkd/fashion_mnist/self/shufflenetv2/s0"].edges if e.loss == "kd")
+    assert (self_kd.weight, self_kd.options["temperature"]) == (pytest.approx(0.95 * 50), 6)  # alpha stays official
+    reg = next(e for e in runs["tfkd/fashion_mnist/reg/mobilenetv2/s0"].edges if e.loss == "tfkd_reg")
+    assert (reg.weight, reg.options["temperature"]) == (pytest.approx(10.0), 20)
+    official = {e.loss: e.weight for e in runs["tfkd/fashion_mnist/kd/resnet18-shufflenetv2/s0"].edges}
+    assert official == {"ce": pytest.approx(0.05), "kd": 0.95}  # a student the setting does not name keeps its own
+    caption = papers["tfkd"].note()
+    assert "tfkd.hyper" in caption and "kd mobilenetv2: alpha 0.6" in caption and "reg mobilenetv2: alpha 0.1, temperature 20, multiplier 100" in caption
+
+
+@pytest.mark.parametrize("hyper,message", [({"reg": {"plane2": {"alpha": 0.5}}}, r"tfkd.hyper.reg.plane2.*temperature, multiplier"),
+                                           ({"kd": {"mobilenetv2": {"beta": 1}}}, "beta"),
+                                           ({"lsr": {"mobilenetv2": {"alpha": 0.5}}}, "lsr")])
+def test_a_bad_hyper_override_is_refused_naming_the_key(hyper, message):
+    with pytest.raises((SpecError, ValueError), match=message):
+        build_registry(setting("cpu", tfkd={"hyper": hyper}))
+
+
 def test_tf_kd_reg_edges_keep_the_official_scale_and_the_protocol_picks_the_form():
     name = "tfkd/fashion_mnist/reg/resnet18/s0"  # ResNet18: reg alpha 0.1, T 20, multiplier 100
-    official = build_registry(setting("config", protocol="official")).runs[name]
+    official = build_registry(setting("cpu", protocol="official")).runs[name]
     g = torch.Generator().manual_seed(1)
     student, labels = torch.randn(16, 10, generator=g).requires_grad_(), torch.randint(0, 10, (16,), generator=g)
     ce, reg = edge_terms(official, None, student, labels)
     official_ce, official_reg = official_reg_loss(student, labels, alpha=0.1, temperature=20, multiplier=100)
     assert torch.allclose(gradient(reg, student), gradient(official_reg, student), rtol=1e-4, atol=1e-9)
     assert torch.allclose(gradient(ce, student), gradient(official_ce, student), rtol=1e-5, atol=1e-9)
-    paper = next(e for e in build_registry(setting("config")).runs[name].edges if e.loss == "tfkd_reg")
+    paper = next(e for e in build_registry(setting("cpu")).runs[name].edges if e.loss == "tfkd_reg")
     assert paper.options == {"correct_prob": 0.99, "temperature": 20, "class_reduction": "mean", "form": "paper"}
     assert paper.weight == pytest.approx(0.1 * 100)
 

@@ -48,6 +48,7 @@ class TfKD(Paper):
 
     def __init__(self, registry: Registry, experiment: dict[str, Any], paper_values: dict[str, Any]):
         super().__init__(registry, experiment, paper_values)
+        self.hyper = merged_hyper(experiment["hyper"], self.settings["hyper"])
         # every snapshot epoch some cell asks of each trained teacher, so its scratch run saves them all
         self.snapshots: dict[str, set[int]] = {}
         for template in all_templates(experiment):
@@ -81,7 +82,7 @@ class TfKD(Paper):
     def specs(self, cell: Cell, dataset: str, seed: int) -> dict[str, RunSpec]:
         """The cell's run, after the scratch run of its teacher where it has one."""
         student = self.trained(cell.arch)
-        hyper = self.experiment["hyper"]
+        hyper = self.hyper
         nodes = [Node("student", student, self.options(student))]
         edges = [Edge(LABELS, "student", "ce")]
         specs: dict[str, RunSpec] = {}
@@ -147,9 +148,13 @@ class TfKD(Paper):
         return table[arch]
 
     def note(self) -> str:
-        """What this setting trains in place of the paper's networks, for the captions."""
+        """What this setting trains in place of the paper's networks, and with other hyper-parameters than the
+        official ones, for the captions."""
         options = ", ".join(f"{family} {opts}" for family, opts in self.settings["model_options"].items())
-        return self.substitution_note() + (f" Model options: {options}." if options else "")
+        changed = "; ".join(f"{method} {arch}: {', '.join(f'{k} {v:g}' for k, v in values.items())}"
+                            for method, table in self.settings["hyper"].items() for arch, values in table.items())
+        return (self.substitution_note() + (f" Model options: {options}." if options else "")
+                + (f" Hyper-parameters set by this setting in place of the official params.json (tfkd.hyper): {changed}." if changed else ""))
 
     def table(self, name: str, decl: dict[str, Any]) -> Target:
         return super().table(name, {**decl, "caption": f"{decl.get('caption', '')} {self.note()}".strip()})
@@ -214,6 +219,23 @@ class TfKD(Paper):
         found = ", ".join(f"epoch {e}: {s.text()}" for e, s in seen) or "none between the initialisation and the last epoch"
         return Claim(statement, "inconclusive: no snapshot of the teacher between its initialisation and its last epoch lies above chance",
                      f"teacher snapshots: {found}", paper=paper)
+
+
+def merged_hyper(official: dict[str, Any], overrides: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
+    """The official hyper-parameter table (tfkd.yaml `hyper`) with a setting's `tfkd.hyper` laid over it, key by
+    key: {method: {student (or teacher>student under kd's pairs): {alpha, temperature, multiplier}}}."""
+    merged = {method: {**table, "pairs": dict(table.get("pairs", {}))} if method == "kd" else dict(table) if isinstance(table, dict) else table
+              for method, table in official.items()}
+    for method, table in overrides.items():
+        for arch, values in table.items():
+            pair = method == "kd" and ">" in arch
+            where = merged[method].setdefault("pairs", {}) if pair else merged[method]
+            where[arch] = {**where.get(arch, {}), **values}
+            needed = ("alpha", "temperature", "multiplier") if method == "reg" else ("alpha", "temperature")
+            missing = [key for key in needed if key not in where[arch]]
+            if missing:
+                raise SpecError(f"tfkd.hyper.{method}.{arch}: no official values to complete it; give {', '.join(missing)}")
+    return merged
 
 
 def all_templates(experiment: dict[str, Any]) -> list[str]:
