@@ -126,7 +126,7 @@ def test_substitutions_share_runs_and_de_kd_reads_snapshots():
     # ResNet50 is trained as ResNet18 in the default setting: its rows read the ResNet18 runs
     assert "tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0" in runs and not any("resnet50" in r for r in runs)
     scratch = runs["tfkd/fashion_mnist/scratch/resnet18/s0"]
-    assert scratch.save_epochs == (0, 1, 2)  # the reference epochs 0, 1, 10, 50, 100, 200 of 200 in 2 epochs
+    assert scratch.save_epochs == (0, 1, 2, 5)  # the reference epochs 0, 1, 10, 50, 100, 200 of 200 in 5 epochs
     dekd = runs["tfkd/fashion_mnist/dekd/resnet18_ep0-mobilenetv2/s0"]
     assert dekd.node("teacher").frozen_epoch == 0 and dekd.node("teacher").frozen_from == scratch.name
     note = papers["tfkd"].note()  # what every caption says of the substitutions
@@ -194,6 +194,13 @@ def edge_terms(spec, teacher, student, labels):
     return [e.weight * LOSSES[e.loss](sources[e.source], student, labels, **e.options).mean() for e in spec.edges]
 
 
+def official_setting(**overrides) -> dict:
+    """The default setting with every Tf-KD hyper-parameter the official one (its tfkd.hyper dropped)."""
+    config = setting("config", **overrides)
+    config["tfkd"]["hyper"] = {}
+    return config
+
+
 def gradient(term, student):
     return torch.autograd.grad(term, student, retain_graph=True)[0]
 
@@ -203,7 +210,7 @@ def gradient(term, student):
 def test_kd_and_self_edges_have_the_official_kd_to_ce_gradient_ratio_in_both_protocols(protocol):
     """alpha, T and the multipliers are the official code's, tuned with nn.KLDivLoss()'s 1/K: every KL term
     keeps that scale in both protocols, so each edge's gradient is the official one (and the KD/CE ratio too)."""
-    runs = build_registry(setting("cpu", protocol=protocol)).runs  # cpu keeps every official value (no tfkd.hyper)
+    runs = build_registry(official_setting(protocol=protocol)).runs
     g = torch.Generator().manual_seed(0)
     teacher, labels = 3 * torch.randn(16, 10, generator=g), torch.randint(0, 10, (16,), generator=g)
     cases = {"tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0": dict(alpha=0.95, temperature=20),  # normal KD, T 20
@@ -223,7 +230,9 @@ def test_kd_and_self_edges_have_the_official_kd_to_ce_gradient_ratio_in_both_pro
 def test_a_settings_hyper_replaces_the_official_values_key_by_key_and_the_captions_name_it():
     hyper = {"kd": {"mobilenetv2": {"alpha": 0.6}}, "self": {"shufflenetv2": {"temperature": 6, "multiplier": 50}},
              "reg": {"mobilenetv2": {"alpha": 0.1, "temperature": 20, "multiplier": 100}}}
-    registry, papers = assemble(setting("cpu", tfkd={"hyper": hyper}))
+    config = official_setting()
+    config["tfkd"]["hyper"] = hyper
+    registry, papers = assemble(config)
     runs = registry.runs
     kd = {e.loss: e for e in runs["tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0"].edges}
     assert (kd["ce"].weight, kd["kd"].weight, kd["kd"].options["temperature"]) == (pytest.approx(0.4), 0.6, 20)  # T stays official
@@ -244,19 +253,19 @@ def test_a_settings_hyper_replaces_the_official_values_key_by_key_and_the_captio
                                            ({"lsr": {"mobilenetv2": {"alpha": 0.5}}}, "lsr")])
 def test_a_bad_hyper_override_is_refused_naming_the_key(hyper, message):
     with pytest.raises((SpecError, ValueError), match=message):
-        build_registry(setting("cpu", tfkd={"hyper": hyper}))
+        build_registry(setting("config", tfkd={"hyper": hyper}))
 
 
 def test_tf_kd_reg_edges_keep_the_official_scale_and_the_protocol_picks_the_form():
     name = "tfkd/fashion_mnist/reg/resnet18/s0"  # ResNet18: reg alpha 0.1, T 20, multiplier 100
-    official = build_registry(setting("cpu", protocol="official")).runs[name]
+    official = build_registry(official_setting(protocol="official")).runs[name]
     g = torch.Generator().manual_seed(1)
     student, labels = torch.randn(16, 10, generator=g).requires_grad_(), torch.randint(0, 10, (16,), generator=g)
     ce, reg = edge_terms(official, None, student, labels)
     official_ce, official_reg = official_reg_loss(student, labels, alpha=0.1, temperature=20, multiplier=100)
     assert torch.allclose(gradient(reg, student), gradient(official_reg, student), rtol=1e-4, atol=1e-9)
     assert torch.allclose(gradient(ce, student), gradient(official_ce, student), rtol=1e-5, atol=1e-9)
-    paper = next(e for e in build_registry(setting("cpu")).runs[name].edges if e.loss == "tfkd_reg")
+    paper = next(e for e in build_registry(official_setting()).runs[name].edges if e.loss == "tfkd_reg")
     assert paper.options == {"correct_prob": 0.99, "temperature": 20, "class_reduction": "mean", "form": "paper"}
     assert paper.weight == pytest.approx(0.1 * 100)
 
