@@ -248,6 +248,16 @@ def test_a_settings_hyper_replaces_the_official_values_key_by_key_and_the_captio
     assert "tfkd.hyper" in caption and "kd mobilenetv2: alpha 0.6" in caption and "reg mobilenetv2: alpha 0.1, temperature 20, multiplier 100" in caption
 
 
+def test_a_pair_in_the_settings_hyper_sets_that_pairs_kd_only():
+    config = official_setting()
+    config["tfkd"]["hyper"] = {"kd": {"resnet18>mobilenetv2": {"alpha": 0.3, "temperature": 4}}}
+    runs = build_registry(config).runs
+    kd = next(e for e in runs["tfkd/fashion_mnist/kd/resnet18-mobilenetv2/s0"].edges if e.loss == "kd")
+    assert (kd.weight, kd.options["temperature"]) == (0.3, 4)
+    other = next(e for e in runs["tfkd/fashion_mnist/kd/resnet18-shufflenetv2/s0"].edges if e.loss == "kd")
+    assert (other.weight, other.options["temperature"]) == (0.95, 20)
+
+
 @pytest.mark.parametrize("hyper,message", [({"reg": {"plane2": {"alpha": 0.5}}}, r"tfkd.hyper.reg.plane2.*temperature, multiplier"),
                                            ({"kd": {"mobilenetv2": {"beta": 1}}}, "beta"),
                                            ({"lsr": {"mobilenetv2": {"alpha": 0.5}}}, "lsr")])

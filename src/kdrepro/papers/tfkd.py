@@ -8,6 +8,7 @@ are named after what is trained, so two cells that end up training the same thin
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -224,12 +225,10 @@ class TfKD(Paper):
 def merged_hyper(official: dict[str, Any], overrides: dict[str, dict[str, dict[str, float]]]) -> dict[str, Any]:
     """The official hyper-parameter table (tfkd.yaml `hyper`) with a setting's `tfkd.hyper` laid over it, key by
     key: {method: {student (or teacher>student under kd's pairs): {alpha, temperature, multiplier}}}."""
-    merged = {method: {**table, "pairs": dict(table.get("pairs", {}))} if method == "kd" else dict(table) if isinstance(table, dict) else table
-              for method, table in official.items()}
+    merged = copy.deepcopy(official)
     for method, table in overrides.items():
         for arch, values in table.items():
-            pair = method == "kd" and ">" in arch
-            where = merged[method].setdefault("pairs", {}) if pair else merged[method]
+            where = merged[method].setdefault("pairs", {}) if method == "kd" and ">" in arch else merged[method]
             where[arch] = {**where.get(arch, {}), **values}
             needed = ("alpha", "temperature", "multiplier") if method == "reg" else ("alpha", "temperature")
             missing = [key for key in needed if key not in where[arch]]
