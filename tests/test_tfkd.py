@@ -260,6 +260,7 @@ def test_a_pair_in_the_settings_hyper_sets_that_pairs_kd_only():
 
 @pytest.mark.parametrize("hyper,message", [({"reg": {"plane2": {"alpha": 0.5}}}, r"tfkd.hyper.reg.plane2.*temperature, multiplier"),
                                            ({"kd": {"mobilenetv2": {"beta": 1}}}, "beta"),
+                                           ({"kd": {"mobilenetv2": {"multiplier": 50}}}, r"tfkd.hyper.kd.mobilenetv2: kd does not read multiplier"),
                                            ({"lsr": {"mobilenetv2": {"alpha": 0.5}}}, "lsr")])
 def test_a_bad_hyper_override_is_refused_naming_the_key(hyper, message):
     with pytest.raises((SpecError, ValueError), match=message):

@@ -23,6 +23,10 @@ from kdrepro.report.results import Stat
 
 METHODS = ("scratch", "kd", "self", "dekd", "reg", "lsr", "snapshot")
 TEMPLATE = re.compile(r"^(?P<method>[a-z]+):(?:(?P<teacher>[a-z0-9_]+)(?:@(?P<epoch>\d+))?>)?(?P<arch>[a-z0-9_]+)(?:@(?P<snap>\d+))?$")
+# the hyper-parameters each method's edges read (TfKD.specs): needed, and optional (Tf-KD_self's multiplier is 1
+# where its params.json has none; normal KD and De-KD have no multiplier in the official loss_kd)
+HYPER_KEYS = {"kd": (("alpha", "temperature"), ()), "self": (("alpha", "temperature"), ("multiplier",)),
+              "reg": (("alpha", "temperature", "multiplier"), ())}
 COMPARABLE_POINTS = 0.5  # "Tf-KD_reg is comparable to normal KD": the equivalence margin (the paper's own gaps are 0.04-0.38)
 
 
@@ -227,10 +231,14 @@ def merged_hyper(official: dict[str, Any], overrides: dict[str, dict[str, dict[s
     key: {method: {student (or teacher>student under kd's pairs): {alpha, temperature, multiplier}}}."""
     merged = copy.deepcopy(official)
     for method, table in overrides.items():
+        needed, optional = HYPER_KEYS[method]
         for arch, values in table.items():
+            unread = sorted(set(values) - set(needed) - set(optional))
+            if unread:
+                raise SpecError(f"tfkd.hyper.{method}.{arch}: {method} does not read {', '.join(unread)} "
+                                f"(it reads {', '.join(needed + optional)})")
             where = merged[method].setdefault("pairs", {}) if method == "kd" and ">" in arch else merged[method]
             where[arch] = {**where.get(arch, {}), **values}
-            needed = ("alpha", "temperature", "multiplier") if method == "reg" else ("alpha", "temperature")
             missing = [key for key in needed if key not in where[arch]]
             if missing:
                 raise SpecError(f"tfkd.hyper.{method}.{arch}: no official values to complete it; give {', '.join(missing)}")
