@@ -286,7 +286,7 @@ def test_the_hint_column_is_repdistillers_fitnet_ce_plus_100_hint_at_the_middle_
 def test_sampler_ablation_reads_k_as_images_per_class_and_checks_it_naming_the_key():
     from kdrepro.config import ConfigError
 
-    reg = build_registry(setting("config"))
+    reg = build_registry(setting("config", cckd={"cur": {"k": [8, 16]}}))
     runs = reg.targets["cckd_ablation_sampler"].runs
     cur = reg.runs[next(r for r in runs if "-cur-k16/" in r)]
     assert cur.sampler == {"name": "cur", "samples_per_class": 16} and cur.batch_size == 64  # 4 classes x 16 images

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import REPO, copy_workflow, setting, snakemake
 from PIL import Image
 
 from kdrepro.assemble import assemble
 from kdrepro.config import ConfigError
 from kdrepro.graph import LABELS, SpecError
+from kdrepro.losses import GATES
 
 PAIR = ["resnet110", "resnet20"]
 
@@ -64,6 +66,24 @@ def test_dml_trains_a_peer_with_the_student_and_a_ktg_graph_is_given_as_gated_ed
     with pytest.raises(SpecError, match="only a peer teacher"):
         assemble(setting("smoke", compare={"pairs": [PAIR], "methods": ["bad"], "define": {"bad": {
             "description": "x", "edges": [{"source": "student", "target": "teacher", "loss": "kd"}]}}}))
+
+
+def test_dkd_warms_up_as_mdistiller_and_tfkd_takes_its_resnet_students_official_values():
+    registry, _ = assemble(setting("smoke", compare={"pairs": [PAIR], "methods": ["dkd", "tfkd_reg", "tfkd_self"]}))
+    runs = registry.runs
+    dkd = next(e for e in runs["compare/fashion_mnist/resnet110-resnet20/dkd/s0"].edges if e.loss == "dkd")
+    assert dkd.options == {"temperature": 4.0, "alpha": 1.0, "beta": 2.0}  # mdistiller's res110_res32 / res56_res20
+    labels = torch.zeros(2, dtype=torch.long)
+    warm_up = [GATES[dkd.gate](None, labels, progress, **dkd.gate_options)[0].item() for progress in (0.0, 10 / 240, 20 / 240, 0.5)]
+    assert warm_up == pytest.approx([0.0, 0.5, 1.0, 1.0], abs=1e-3)  # min(epoch / 20, 1) of 240 epochs
+    # the edges carry tfkd.yaml's ResNet18 values: the labels at 1 - alpha, the soft term at alpha x multiplier
+    official = registry.experiments["tfkd"]["hyper"]
+    for method, loss in (("reg", "tfkd_reg"), ("self", "kd")):
+        h = official[method]["resnet18"]
+        edges = {e.loss: e for e in runs[f"compare/fashion_mnist/resnet110-resnet20/tfkd_{method}/s0"].edges}
+        assert edges["ce"].weight == pytest.approx(1 - h["alpha"])
+        assert edges[loss].weight == pytest.approx(h["alpha"] * h["multiplier"])
+        assert edges[loss].options["temperature"] == h["temperature"]
 
 
 def test_no_pairs_no_targets_and_bad_methods_are_refused_with_the_key():

@@ -73,8 +73,8 @@ def decoupled_kd(source: torch.Tensor, target: torch.Tensor, labels: torch.Tenso
     Not here: mdistiller's cross-entropy term (a separate `ce` edge from the label node) and its
     warm-up, which scales the DKD loss by min(epoch / 20, 1): a loss does not see the epoch (the engine
     gives training progress to gates only). On an edge, the `linear_decay` gate with start 0, end 1
-    and until = 20 / epochs comes close: it reaches about epoch / 20 at the end of each epoch, rising
-    linearly per step instead of in per-epoch steps.
+    and until = 20 / 240 (mdistiller's 20 of its 240 epochs, as config/experiments/compare.yaml's dkd)
+    comes close: it rises linearly per step instead of in per-epoch steps.
     """
     binary_teacher, rest_teacher = decouple(F.log_softmax(source.float() / temperature, dim=1), labels)
     binary_student, rest_student = decouple(F.log_softmax(target.float() / temperature, dim=1), labels)
