@@ -12,6 +12,7 @@ import yaml
 from conftest import REPO, needs_fashion_mnist, setting
 from kdrepro.assemble import assemble, build_registry
 from kdrepro.config import ConfigError
+from kdrepro.graph import SpecError
 from kdrepro.search_space import Hyper, SearchError
 
 SEARCH = {"trials": 2, "validation": 100}  # the takd.hyper_search of these tests
@@ -93,6 +94,27 @@ def test_without_hyper_search_every_kd_run_has_the_fixed_values_and_the_captions
     assert {link for r in runs for link in kd_links(registry, r)} == {(5, 0.5)}
     for name, line in render_captions(registry, ["takd_table1", "takd_table3", "takd_fig3"]).items():
         assert "KD runs: tau 5, lambda 0.5 fixed" in line, name
+
+
+def test_a_family_may_have_more_seeds_and_each_caption_and_claim_says_how_many(tmp_path, monkeypatch):
+    """takd.seeds_by_family: the plain CNN's chains on seeds 0-2 while the ResNets keep the setting's one seed."""
+    monkeypatch.chdir(tmp_path)
+    registry, papers = assemble(setting("smoke", setting="takdunit", takd={"seeds_by_family": {"plane": [0, 1, 2]}}))
+    seeds = lambda prefix: sorted(registry.runs[r].seed for r in registry.runs if r.rsplit("/", 1)[0] == prefix)
+    assert seeds("takd/fashion_mnist/plane10-plane4-plane2") == [0, 1, 2]
+    assert seeds("takd/fashion_mnist/plane10") == [0, 1, 2]  # a chain's teacher runs on its student's seeds
+    assert seeds("takd/fashion_mnist/resnet110-resnet8") == [0]
+    captions = render_captions(registry, ["takd_table2", "takd_table1"])
+    assert "mean ± std over 3 seed(s) (0, 1, 2)" in captions["takd_table2"]  # CNN cells only
+    assert "mean ± std over 1 or 3 seeds per cell (0 / 0, 1, 2)" in captions["takd_table1"]  # both families
+    for run in registry.runs:  # every run at 70%: each CNN claim pairs three seeds, each ResNet claim one
+        registry.run_dir(run).mkdir(parents=True)
+        (registry.run_dir(run) / "metrics.json").write_text(json.dumps({"best_test_acc": 70.0 + registry.runs[run].seed}))
+    claims = {c.statement: c for c in papers["takd"].claims()}
+    assert claims["the largest teacher is not the best teacher (plain CNN, S=plane2, fashion_mnist)"].n == 3
+    assert claims["the largest teacher is not the best teacher (ResNet, S=resnet8, fashion_mnist)"].n == 1
+    with pytest.raises(SpecError, match="takd.seeds_by_family.vgg: no such family; known: plane, resnet"):
+        assemble(setting("smoke", takd={"seeds_by_family": {"vgg": [0]}}))
 
 
 def test_hyper_search_registers_a_search_per_kd_link_and_the_captions_say_so(tmp_path, monkeypatch):

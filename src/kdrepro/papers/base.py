@@ -107,8 +107,12 @@ class Paper:
         it needs, the needed ones first; None while it cannot be known (a search has not finished)."""
         raise NotImplementedError
 
+    def seeds_of(self, template: Any, dataset: str) -> list[int]:
+        """The seeds a template is run with: the paper's (a paper may give some templates more)."""
+        return self.seeds
+
     def lookup(self, template: Any, dataset: str) -> Runs:
-        found = [self.seed_run(template, dataset, seed) for seed in self.seeds]
+        found = [self.seed_run(template, dataset, seed) for seed in self.seeds_of(template, dataset)]
         if None in found:
             return Runs([], {})
         return Runs([ref for ref, _ in found], {name: spec for _, specs in found for name, spec in specs.items()})

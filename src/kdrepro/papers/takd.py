@@ -47,6 +47,10 @@ class TAKD(Paper):
         # (dataset, chain) -> the targets that read its runs, for every chain whose KD links are searched
         self.searched_chains: dict[tuple[str, tuple[str, ...]], set[str]] = {}
         self.reading = ""  # the target being built (its runs are registered then)
+        self.family_seeds: dict[str, list[int]] = self.settings["seeds_by_family"]
+        unknown = [f for f in self.family_seeds if f not in self.protocol["families"]]
+        if unknown:
+            raise SpecError(f"takd.seeds_by_family.{unknown[0]}: no such family; known: {', '.join(self.protocol['families'])}")
 
     def book(self, dataset: str) -> str:
         """CIFAR-10 rules for datasets of at most 10 classes, CIFAR-100 rules above."""
@@ -56,6 +60,10 @@ class TAKD(Paper):
         if isinstance(template, str):
             return template.format(**self.experiment["books"][self.book(dataset)]).split("-")
         return list(template)
+
+    def seeds_of(self, template: str | list[str], dataset: str) -> list[int]:
+        """`takd.seeds_by_family`'s seeds for the family of the chain's student, else the paper's."""
+        return self.family_seeds.get(model_info(self.chain(template, dataset)[-1])["family"], self.seeds)
 
     def seed_run(self, template: str | list[str], dataset: str, seed: int) -> tuple[str, dict[str, RunSpec]] | None:
         """None while a search that chooses a link's values has not finished."""

@@ -26,7 +26,7 @@ import pandas as pd
 from kdrepro.experiments import Registry, Target
 from kdrepro.io import atomic_write, save_text
 from kdrepro.report.figures import pyplot
-from kdrepro.report.results import Results, Stat
+from kdrepro.report.results import Results, Stat, seeds_text
 from kdrepro.report.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_share, mean_interval
 from kdrepro.report.tables import TABLE_SUFFIXES, TableContent, write_table
 
@@ -255,7 +255,9 @@ def claims_target(registry: Registry, papers: Mapping[str, ClaimsSource], figure
             lines += ["", f"![each claim's effect with its interval beside the paper's](../../figures/{registry.setting}/{figure}.png)"]
         for name, title, claims in every:
             results = papers[name].results
-            lines += ["", f"## {title}", "", f"Accuracy per run: {results.protocol_text}; seeds {', '.join(map(str, results.seeds))}.", ""]
+            own = [run for run in registry.runs if run.startswith(f"{name}/")]
+            seeds = seeds_text(registry, own) if own else f"seeds {', '.join(map(str, results.seeds))}"
+            lines += ["", f"## {title}", "", f"Accuracy per run: {results.protocol_text}; {seeds}.", ""]
             lines += ["| claim | verdict | ours | paper | n | test images | evidence |", "|---|---|---|---|---|---|---|"]
             lines += [f"| {c.statement} | {c.verdict} | {c.effect.text() if c.effect else '–'} | {c.paper.text() if c.paper else '–'} "
                       f"| {c.n} | {c.test_images or '–'} | {c.evidence} |" for c in claims]

@@ -73,6 +73,20 @@ def not_trained_because(registry: Registry, run: str) -> str | None:
     return None if metrics.get("trained", True) else metrics.get("not_trained_because", "no reason recorded")
 
 
+def seeds_text(registry: Registry, refs: list[str]) -> str:
+    """The seeds that the runs `refs` cover, cell by cell (a cell: the runs of one name but the seed):
+    "3 seed(s) (0, 1, 2)", or where cells differ (takd.seeds_by_family) "3 or 5 seeds per cell (0, 1, 2 / 0, …, 4)"."""
+    cells: dict[str, set[int]] = {}
+    for run in {run_of(ref) for ref in refs}:
+        spec = registry.spec(run)
+        cells.setdefault(run.removesuffix(f"/s{spec.seed}"), set()).add(spec.seed)
+    kinds = sorted({tuple(sorted(seeds)) for seeds in cells.values()}, key=lambda seeds: (len(seeds), seeds))
+    listed = " / ".join(", ".join(map(str, seeds)) for seeds in kinds)
+    if len(kinds) == 1:
+        return f"{len(kinds[0])} seed(s) ({listed})"
+    return f"{' or '.join(str(len(seeds)) for seeds in kinds)} seeds per cell ({listed})"
+
+
 def not_trained_note(registry: Registry, refs: list[str]) -> str:
     """The caption sentence naming the runs among `refs` that did not train and why ("" when none); a snapshot
     reference ("run@epochN", a deliberately early model) is not judged."""

@@ -10,7 +10,7 @@ import pandas as pd
 
 from kdrepro.experiments import Registry, Target, run_of
 from kdrepro.io import save_text
-from kdrepro.report.results import Results, not_trained_note
+from kdrepro.report.results import Results, not_trained_note, seeds_text
 
 
 class RunTemplates(Protocol):
@@ -32,13 +32,14 @@ class TableContent(NamedTuple):
     shown: list[str] | None = None  # the frame's columns the Markdown and LaTeX tables show (None: the wide form)
 
 
-def caption(registry: Registry, title: str, note: str, results: Results, paper_source: str = "") -> str:
-    seeds = results.seeds
+def caption(registry: Registry, title: str, note: str, results: Results, paper_source: str = "", runs: list[str] | None = None) -> str:
+    """`runs`: the runs the target reads, whose seeds the caption gives cell by cell (none: the paper's seeds)."""
+    seeds = seeds_text(registry, runs) if runs else f"{len(results.seeds)} seed(s) ({', '.join(map(str, results.seeds))})"
     parts = [
         title + ".",
         note,
         f"Setting `{registry.setting}`: {registry.config.get('description', '')}.",
-        f"Ours: {results.protocol_text}, mean ± std over {len(seeds)} seed(s) ({', '.join(map(str, seeds))}).",
+        f"Ours: {results.protocol_text}, mean ± std over {seeds}.",
     ]
     if paper_source:
         parts.append(f"Paper values: {paper_source}; the tags are explained in docs/protocols.md (UNVERIFIED = not checked against the PDF).")
@@ -83,6 +84,7 @@ def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_valu
     shown = {row["model"]: row.get("label", row["model"]) for row in decl["rows"]}
     cells = {(row["model"], ds, col): templates.register(row["cells"][col], ds)
              for row in decl["rows"] for ds in datasets for col in decl["columns"]}
+    read = [r for rs in cells.values() for r in rs]
     results = templates.results
 
     def content() -> TableContent:
@@ -102,10 +104,10 @@ def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_valu
                     "paper": value, "paper_tag": tag,
                     "runs": " ".join(runs) if runs else "",
                 })
-        text = caption(registry, decl["title"], decl.get("caption", ""), results, paper_values.get("source", ""))
+        text = caption(registry, decl["title"], decl.get("caption", ""), results, paper_values.get("source", ""), read)
         return TableContent(pd.DataFrame.from_records(records), text)
 
-    return frame_table(registry, name, results.paper, [r for rs in cells.values() for r in rs], content)
+    return frame_table(registry, name, results.paper, read, content)
 
 
 def wide(frame: pd.DataFrame) -> pd.DataFrame:
