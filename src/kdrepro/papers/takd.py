@@ -47,7 +47,8 @@ class TAKD(Paper):
         # (dataset, chain) -> the targets that read its runs, for every chain whose KD links are searched
         self.searched_chains: dict[tuple[str, tuple[str, ...]], set[str]] = {}
         self.reading = ""  # the target being built (its runs are registered then)
-        self.family_seeds: dict[str, list[int]] = self.settings["seeds_by_family"]
+        # no schema default: one would enter every setting's validated config, an input of every search
+        self.family_seeds: dict[str, list[int]] = self.settings.get("seeds_by_family", {})
         unknown = [f for f in self.family_seeds if f not in self.protocol["families"]]
         if unknown:
             raise SpecError(f"takd.seeds_by_family.{unknown[0]}: no such family; known: {', '.join(self.protocol['families'])}")
