@@ -4,6 +4,7 @@ run's tables, figures and claims."""
 
 import json
 import shutil
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -99,7 +100,7 @@ def test_without_hyper_search_every_kd_run_has_the_fixed_values_and_the_captions
 def test_a_family_may_have_more_seeds_and_each_caption_and_claim_says_how_many(tmp_path, monkeypatch):
     """takd.seeds_by_family: the plain CNN's chains on seeds 0-2 while the ResNets keep the setting's one seed."""
     monkeypatch.chdir(tmp_path)
-    registry, papers = assemble(setting("smoke", setting="takdunit", takd={"seeds_by_family": {"plane": [0, 1, 2]}}))
+    registry, papers = assemble(setting("smoke", setting="takdunit", experiments=["takd"], takd={"seeds_by_family": {"plane": [0, 1, 2]}}))
     seeds = lambda prefix: sorted(registry.runs[r].seed for r in registry.runs if r.rsplit("/", 1)[0] == prefix)
     assert seeds("takd/fashion_mnist/plane10-plane4-plane2") == [0, 1, 2]
     assert seeds("takd/fashion_mnist/plane10") == [0, 1, 2]  # a chain's teacher runs on its student's seeds
@@ -113,6 +114,11 @@ def test_a_family_may_have_more_seeds_and_each_caption_and_claim_says_how_many(t
     claims = {c.statement: c for c in papers["takd"].claims()}
     assert claims["the largest teacher is not the best teacher (plain CNN, S=plane2, fashion_mnist)"].n == 3
     assert claims["the largest teacher is not the best teacher (ResNet, S=resnet8, fashion_mnist)"].n == 1
+    # a run no target reads (as KTG's candidates, pre-trained on the first seed only) does not count
+    unread = "takd/fashion_mnist/plane2-candidate/s5"
+    registry.runs[unread] = replace(registry.runs["takd/fashion_mnist/plane2/s0"], name=unread, seed=5)
+    registry.targets["claims"].render()
+    assert "; 1 or 3 seeds per cell (0 / 0, 1, 2)." in (registry.results_dir / "claims.md").read_text()
     with pytest.raises(SpecError, match="takd.seeds_by_family.vgg: no such family; known: plane, resnet"):
         assemble(setting("smoke", takd={"seeds_by_family": {"vgg": [0]}}))
 

@@ -141,7 +141,7 @@ class TAKD(Paper):
         name, settings = self.study(dataset, chain), self.hyper_search
 
         def teacher() -> str:
-            found = self.seed_run(chain[:-1], dataset, self.seeds[0])
+            found = self.seed_run(chain[:-1], dataset, self.seeds_of(chain[:-1], dataset)[0])
             if found is None:
                 raise SearchError(f"search {name}: its teacher is the run search {self.study(dataset, chain[:-1])} "
                                   "chooses, and that search has not finished")

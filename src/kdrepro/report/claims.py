@@ -255,9 +255,9 @@ def claims_target(registry: Registry, papers: Mapping[str, ClaimsSource], figure
             lines += ["", f"![each claim's effect with its interval beside the paper's](../../figures/{registry.setting}/{figure}.png)"]
         for name, title, claims in every:
             results = papers[name].results
-            own = [run for run in registry.runs if run.startswith(f"{name}/")]
-            seeds = seeds_text(registry, own) if own else f"seeds {', '.join(map(str, results.seeds))}"
-            lines += ["", f"## {title}", "", f"Accuracy per run: {results.protocol_text}; {seeds}.", ""]
+            read = [run for target in registry.targets.values() if target.paper == name and target.kind in ("table", "figure")
+                    for run in target.runs]
+            lines += ["", f"## {title}", "", f"Accuracy per run: {results.protocol_text}; {seeds_text(registry, read, results.seeds)}.", ""]
             lines += ["| claim | verdict | ours | paper | n | test images | evidence |", "|---|---|---|---|---|---|---|"]
             lines += [f"| {c.statement} | {c.verdict} | {c.effect.text() if c.effect else '–'} | {c.paper.text() if c.paper else '–'} "
                       f"| {c.n} | {c.test_images or '–'} | {c.evidence} |" for c in claims]

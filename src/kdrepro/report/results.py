@@ -73,14 +73,16 @@ def not_trained_because(registry: Registry, run: str) -> str | None:
     return None if metrics.get("trained", True) else metrics.get("not_trained_because", "no reason recorded")
 
 
-def seeds_text(registry: Registry, refs: list[str]) -> str:
-    """The seeds that the runs `refs` cover, cell by cell (a cell: the runs of one name but the seed):
-    "3 seed(s) (0, 1, 2)", or where cells differ (takd.seeds_by_family) "3 or 5 seeds per cell (0, 1, 2 / 0, …, 4)"."""
+def seeds_text(registry: Registry, refs: list[str], seeds: list[int]) -> str:
+    """The seeds that the runs `refs` cover, cell by cell (a cell: the runs of one name but the seed; a run named
+    without its seed, an external teacher's evaluation, is no cell): "3 seed(s) (0, 1, 2)", or where cells differ
+    (takd.seeds_by_family) "3 or 5 seeds per cell (0, 1, 2 / 0, 1, 2, 3, 4)"; `seeds` where `refs` names no cell."""
     cells: dict[str, set[int]] = {}
     for run in {run_of(ref) for ref in refs}:
-        spec = registry.spec(run)
-        cells.setdefault(run.removesuffix(f"/s{spec.seed}"), set()).add(spec.seed)
-    kinds = sorted({tuple(sorted(seeds)) for seeds in cells.values()}, key=lambda seeds: (len(seeds), seeds))
+        seed = registry.spec(run).seed
+        if run.endswith(f"/s{seed}"):
+            cells.setdefault(run.removesuffix(f"/s{seed}"), set()).add(seed)
+    kinds = sorted({tuple(sorted(cell)) for cell in cells.values()}, key=lambda cell: (len(cell), cell)) or [tuple(seeds)]
     listed = " / ".join(", ".join(map(str, seeds)) for seeds in kinds)
     if len(kinds) == 1:
         return f"{len(kinds[0])} seed(s) ({listed})"

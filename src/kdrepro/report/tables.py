@@ -34,7 +34,7 @@ class TableContent(NamedTuple):
 
 def caption(registry: Registry, title: str, note: str, results: Results, paper_source: str = "", runs: list[str] | None = None) -> str:
     """`runs`: the runs the target reads, whose seeds the caption gives cell by cell (none: the paper's seeds)."""
-    seeds = seeds_text(registry, runs) if runs else f"{len(results.seeds)} seed(s) ({', '.join(map(str, results.seeds))})"
+    seeds = seeds_text(registry, runs or [], results.seeds)
     parts = [
         title + ".",
         note,
