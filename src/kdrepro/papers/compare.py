@@ -188,6 +188,7 @@ class Compare(Paper):
     def table(self, name: str, decl: dict[str, Any]) -> Target:
         rows = [(method, pair, ds) for ds in self.config["datasets"] for pair in self.pairs for method in [*REFERENCES, *self.shown]]
         runs = {key: self.register(template(key[0], key[1]), key[2]) for key in rows}
+        read = [r for rs in runs.values() for r in rs]
 
         def content() -> TableContent:
             records = []
@@ -201,10 +202,10 @@ class Compare(Paper):
                     "runs": " ".join(runs[method, pair, ds]),
                 })
             text = caption(self.registry, "Method comparison: student accuracy per method and teacher/student pair",
-                           self.recipe_note(), self.results)
+                           self.recipe_note(), self.results, read)
             return TableContent(pd.DataFrame.from_records(records), text, ["method", "pair", "dataset", "accuracy", "n_seeds", "train seconds"])
 
-        return frame_table(self.registry, name, self.name, [r for rs in runs.values() for r in rs], content)
+        return frame_table(self.registry, name, self.name, read, content)
 
     def claims(self) -> list[Claim]:
         return [compare(f"{method} beats {BASELINE} ({pair_label(pair)}, {ds})",

@@ -65,6 +65,7 @@ class FitNets(FitNetsRuns):
         datasets = [] if paper_dataset == "aflw" else self.datasets(paper_dataset)
         published = self.paper_values.get(name, {})
         cells = {(row["algorithm"], ds): self.register(row["template"], ds) for row in decl["rows"] if row.get("template") for ds in datasets}
+        read = [r for rs in cells.values() for r in rs]
         label = "Accuracy" if metric == "accuracy" else "Misclass"
 
         def content() -> TableContent:
@@ -102,16 +103,17 @@ class FitNets(FitNetsRuns):
                 shown.remove("group")
             note = decl.get("caption", "") + self.ours_on(datasets, paper_dataset)
             text = caption(self.registry, decl["title"], f"{note} {self.note()} # params counted as the paper does (weights only).".strip(),
-                           self.results, self.paper_values.get("source", ""))
+                           self.results, read, self.paper_values.get("source", ""))
             return TableContent(frame, text, shown)
 
-        return frame_table(self.registry, name, self.name, [r for rs in cells.values() for r in rs], content)
+        return frame_table(self.registry, name, self.name, read, content)
 
     def tradeoff_table(self, name: str, decl: dict[str, Any]) -> Target:
         """Table 5: layers, parameters and multiplications (the paper's counts), accuracy, measured speed-up and compression."""
         datasets = self.datasets(decl["dataset"])
         published = self.paper_values.get(name, {})
         cells = {(row["algorithm"], ds): self.register(row["template"], ds) for row in decl["rows"] for ds in datasets}
+        read = [r for rs in cells.values() for r in rs]
 
         def content() -> TableContent:
             records = []
@@ -160,10 +162,10 @@ class FitNets(FitNetsRuns):
                      "Speed-up (paper)", *if_ran("Compression (ours)"), "Compression (paper)"]
             measured = f" Timed on {frame['machine'].dropna().iloc[0]}." if ran else ""
             note = decl.get("caption", "") + measured + self.ours_on(datasets, decl["dataset"])
-            text = caption(self.registry, decl["title"], f"{note} {self.note()}", self.results, self.paper_values.get("source", ""))
+            text = caption(self.registry, decl["title"], f"{note} {self.note()}", self.results, read, self.paper_values.get("source", ""))
             return TableContent(frame, text, shown)
 
-        return frame_table(self.registry, name, self.name, [r for rs in cells.values() for r in rs], content)
+        return frame_table(self.registry, name, self.name, read, content)
 
     def figure(self, name: str, decl: dict[str, Any]) -> Target:
         """Fig. 3, one panel per budget of the setting, on the datasets table 1 runs on (or the setting's)."""

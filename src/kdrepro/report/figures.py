@@ -112,7 +112,7 @@ def figure_target(registry: Registry, name: str, decl: dict[str, Any], templates
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize=8)
         note = not_trained_note(registry, runs)
-        text = caption(registry, decl["title"], " ".join(filter(None, [decl.get("caption", ""), note])), results, runs=runs)
+        text = caption(registry, decl["title"], " ".join(filter(None, [decl.get("caption", ""), note])), results, runs)
         heading = [decl["title"], f"setting {registry.setting}: {registry.config.get('description', '')}"]
         if note:  # the runs and reasons are in the caption of the figure's numbers; the figure says where
             heading.append(f"{NOT_TRAINED_MARK} red circles: a run that did not train, named with the reason in {data_base.with_suffix('.md')}")

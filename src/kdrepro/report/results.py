@@ -83,10 +83,10 @@ def seeds_text(registry: Registry, refs: list[str], seeds: list[int]) -> str:
         if run.endswith(f"/s{seed}"):
             cells.setdefault(run.removesuffix(f"/s{seed}"), set()).add(seed)
     kinds = sorted({tuple(sorted(cell)) for cell in cells.values()}, key=lambda cell: (len(cell), cell)) or [tuple(seeds)]
-    listed = " / ".join(", ".join(map(str, seeds)) for seeds in kinds)
+    listed = " / ".join(", ".join(map(str, kind)) for kind in kinds)
     if len(kinds) == 1:
         return f"{len(kinds[0])} seed(s) ({listed})"
-    return f"{' or '.join(str(len(seeds)) for seeds in kinds)} seeds per cell ({listed})"
+    return f"{' or '.join(str(len(kind)) for kind in kinds)} seeds per cell ({listed})"
 
 
 def not_trained_note(registry: Registry, refs: list[str]) -> str:

@@ -32,9 +32,9 @@ class TableContent(NamedTuple):
     shown: list[str] | None = None  # the frame's columns the Markdown and LaTeX tables show (None: the wide form)
 
 
-def caption(registry: Registry, title: str, note: str, results: Results, paper_source: str = "", runs: list[str] | None = None) -> str:
-    """`runs`: the runs the target reads, whose seeds the caption gives cell by cell (none: the paper's seeds)."""
-    seeds = seeds_text(registry, runs or [], results.seeds)
+def caption(registry: Registry, title: str, note: str, results: Results, runs: list[str], paper_source: str = "") -> str:
+    """`runs`: the runs the target reads, whose seeds the caption gives cell by cell."""
+    seeds = seeds_text(registry, runs, results.seeds)
     parts = [
         title + ".",
         note,
@@ -104,7 +104,7 @@ def table_target(registry: Registry, name: str, decl: dict[str, Any], paper_valu
                     "paper": value, "paper_tag": tag,
                     "runs": " ".join(runs) if runs else "",
                 })
-        text = caption(registry, decl["title"], decl.get("caption", ""), results, paper_values.get("source", ""), read)
+        text = caption(registry, decl["title"], decl.get("caption", ""), results, read, paper_values.get("source", ""))
         return TableContent(pd.DataFrame.from_records(records), text)
 
     return frame_table(registry, name, results.paper, read, content)
