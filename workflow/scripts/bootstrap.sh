@@ -4,6 +4,10 @@
 # torchvision's download into ~/.cache/kdrepro/fashion_mnist.
 set -euo pipefail
 venv=${1:-.venv}
+# Two bootstraps at once (`make run` and `make test` started together on a fresh machine) would install into
+# the same venv side by side and race for apt's lock: they take turns, and each looks again once it holds the lock.
+exec 9>"${TMPDIR:-/tmp}/kdrepro-bootstrap-$(id -u).lock"
+flock 9
 stamp="$venv/.installed-$(cat requirements.txt pyproject.toml | md5sum | cut -c1-12)"
 if [ ! -e "$stamp" ]; then
   echo "[bootstrap] creating $venv with the pinned requirements (a few minutes the first time)"
